@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Native libraries come from Debian packages installed by Scripts/bootstrap:
+// libopenblas-dev (cblas.h), libarchive-dev, libfaiss-dev (static libfaiss.a, C++ API only).
+let faissLinker: [LinkerSetting] = [
+    .linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("lapack"),
+    .linkedLibrary("gomp"), .linkedLibrary("m"), .linkedLibrary("stdc++"),
+]
+
+let package = Package(
+    name: "c3po",
+    products: [
+        .executable(name: "c3po-index", targets: ["c3po-index"]),
+        .executable(name: "c3po-apply", targets: ["c3po-apply"]),
+        .library(name: "C3POKit", targets: ["C3POCore", "C3POEmbedding", "C3POIndex", "C3POModel", "C3POMixing", "C3POCommands"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: native dependencies
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
+        .target(
+            name: "CFaissShim",
+            path: "Sources/CFaissShim",
+            cxxSettings: [.unsafeFlags(["-fexceptions"])],
+            linkerSettings: faissLinker
+        ),
+
+        // MARK: the toolkit, one module per concern
+        .target(name: "C3POCore", dependencies: ["CBLAS"]),
+        .target(name: "C3POEmbedding", dependencies: ["C3POCore", "CBLAS"]),
+        .target(name: "C3POModel", dependencies: ["C3POCore", "CBLAS"]),
+        .target(name: "C3POIndex", dependencies: ["C3POCore", "C3POEmbedding", "CFaissShim", "CArchive"]),
+        .target(name: "C3POMixing", dependencies: ["C3POCore", "C3POIndex", "C3POModel", "C3POEmbedding"]),
+        .target(
+            name: "C3POCommands",
+            dependencies: [
+                "C3POCore", "C3POEmbedding", "C3POIndex", "C3POModel", "C3POMixing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: command-line tools (thin: everything lives in C3POCommands)
+        .executableTarget(name: "c3po-index", dependencies: ["C3POCommands"]),
+        .executableTarget(name: "c3po-apply", dependencies: ["C3POCommands"]),
+
+        // MARK: tests
+        .testTarget(name: "C3POCoreTests", dependencies: ["C3POCore", "CBLAS"]),
+        .testTarget(name: "C3POIndexTests", dependencies: ["C3POIndex", "C3POCore", "CArchive"]),
+    ],
+    swiftLanguageModes: [.v5],
+    cxxLanguageStandard: .cxx17
+)

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `c3po-index`: offline preprocessing: embeddings, reference indices.
+public struct IndexCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "c3po-index",
+        abstract: "Build and inspect C3PO reference indices (embeddings, FAISS, successful pathways).",
+        discussion: "Indices are folders in the format of Index/README.md.",
+        subcommands: []
+    )
+    public init() {}
+}

@@ -1,0 +1,60 @@
+import Foundation
+
+/// Writes that never leave a half-written result: the content goes to a temporary
+/// sibling of the destination, which is renamed over it only once complete.
+public enum AtomicWrite {
+    /// A fresh, unused sibling path of `destination` (same directory, so rename is atomic).
+    public static func temporarySibling(of destination: URL, tag: String = "tmp") -> URL {
+        let name = ".\(destination.lastPathComponent).\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        return destination.deletingLastPathComponent().appendingPathComponent(name)
+    }
+
+    /// Writes `data` to `url` atomically; an existing file is replaced only on success.
+    public static func write(_ data: Data, to url: URL) throws {
+        let tmp = temporarySibling(of: url)
+        do {
+            try data.write(to: tmp)
+            if rename(tmp.path, url.path) != 0 {
+                throw FileError.cannotWrite(url, String(cString: strerror(errno)))
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            if let e = error as? FileError { throw e }
+            throw FileError.cannotWrite(url, "\(error)")
+        }
+    }
+
+    /// Builds a directory at `destination` through `body`, which fills a temporary
+    /// sibling directory. On success the sibling replaces `destination` (an older
+    /// directory there is removed only after the new one is in place); on failure
+    /// the sibling is deleted and `destination` is left as it was.
+    public static func buildDirectory(at destination: URL, _ body: (URL) throws -> Void) throws {
+        let fm = FileManager.default
+        let parent = destination.deletingLastPathComponent()
+        try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+        let tmp = temporarySibling(of: destination)
+        try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
+        do {
+            try body(tmp)
+        } catch {
+            try? fm.removeItem(at: tmp)
+            throw error
+        }
+        var old: URL?
+        if fm.fileExists(atPath: destination.path) {
+            let aside = temporarySibling(of: destination, tag: "old")
+            guard rename(destination.path, aside.path) == 0 else {
+                try? fm.removeItem(at: tmp)
+                throw FileError.cannotWrite(destination, String(cString: strerror(errno)))
+            }
+            old = aside
+        }
+        guard rename(tmp.path, destination.path) == 0 else {
+            let why = String(cString: strerror(errno))
+            if let old { _ = rename(old.path, destination.path) }
+            try? fm.removeItem(at: tmp)
+            throw FileError.cannotWrite(destination, why)
+        }
+        if let old { try? fm.removeItem(at: old) }
+    }
+}

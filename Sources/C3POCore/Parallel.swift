@@ -1,0 +1,23 @@
+import Dispatch
+import Foundation
+
+public enum Parallel {
+    /// Threads our own loops use: `C3PO_THREADS`, else the active processor count.
+    public static var defaultThreads: Int {
+        if let t = ProcessInfo.processInfo.environment["C3PO_THREADS"], let n = Int(t), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Runs `body(i)` for i in 0..<count on up to `threads` workers, in contiguous chunks.
+    public static func forEach(_ count: Int, threads: Int = Parallel.defaultThreads, _ body: (Int) -> Void) {
+        let workers = max(1, min(threads, count))
+        if workers == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let lo = count * w / workers, hi = count * (w + 1) / workers
+            for i in lo..<hi { body(i) }
+        }
+    }
+}

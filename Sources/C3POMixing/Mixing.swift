@@ -1,0 +1,1 @@
+// Re-mixing of routing pathways (kernel regression, mode finding, task weights, oracle).

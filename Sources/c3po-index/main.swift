@@ -1,0 +1,3 @@
+import C3POCommands
+
+IndexCommand.main()

@@ -1,0 +1,161 @@
+import C3POCore
+import CBLAS
+import Foundation
+import XCTest
+
+final class BLASTests: XCTestCase {
+    func testSgemmMatchesHandComputation() {
+        // A [2,3] · B [3,2] = C [2,2], computed by hand:
+        // [1 2 3]   [ 7  8]   [1·7+2·9+3·11  1·8+2·10+3·12]   [ 58  64]
+        // [4 5 6] · [ 9 10] = [4·7+5·9+6·11  4·8+5·10+6·12] = [139 154]
+        //           [11 12]
+        let a: [Float] = [1, 2, 3, 4, 5, 6]
+        let b: [Float] = [7, 8, 9, 10, 11, 12]
+        var c = [Float](repeating: -1, count: 4)
+        BLAS.sgemm(m: 2, n: 2, k: 3, a: a, lda: 3, b: b, ldb: 2, c: &c, ldc: 2)
+        XCTAssertEqual(c, [58, 64, 139, 154])
+    }
+
+    func testLinearUsesTransposedWeightAndBias() {
+        // W [out=2, in=3]; y = x Wᵀ + b.
+        let x: [Float] = [1, 0, -1]
+        let w: [Float] = [1, 2, 3, 4, 5, 6]
+        let bias: [Float] = [10, 20]
+        var y = [Float](repeating: 0, count: 2)
+        BLAS.linear(x, rows: 1, inFeatures: 3, weight: w, outFeatures: 2, bias: bias, into: &y)
+        XCTAssertEqual(y, [1 - 3 + 10, 4 - 6 + 20])
+    }
+}
+
+final class NPYTests: XCTestCase {
+    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/core")
+
+    func testReadsFilesWrittenByNumPy() throws {
+        let expected = (0..<12).map { Float($0) / 7 }
+        let (h32, v32) = try NPY.readFloats(fixtures.appendingPathComponent("numpy_f32.npy"))
+        XCTAssertEqual(h32.shape, [3, 4])
+        XCTAssertEqual(h32.dtype, .float32)
+        XCTAssertEqual(v32, expected)
+        let (h16, v16) = try NPY.readFloats(fixtures.appendingPathComponent("numpy_f16.npy"))
+        XCTAssertEqual(h16.dtype, .float16)
+        for (a, b) in zip(v16, expected) { XCTAssertEqual(a, b, accuracy: 2e-3) }
+    }
+
+    func testWriteThenReadRoundTripAndHeaderAlignment() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("npy-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("x.npy")
+        let values: [Float] = [0.5, -1, 3.25, 1e-3, 7, 8]
+        try NPY.write(float32: values, shape: [2, 3], to: url)
+        let data = try Data(contentsOf: url)
+        XCTAssertEqual((data.count - 24) % 64, 0, "header must pad data to a 64-byte boundary")
+        let (h, v) = try NPY.readFloats(url)
+        XCTAssertEqual(h.shape, [2, 3])
+        XCTAssertEqual(v, values)
+        XCTAssertThrowsError(try NPY.write(float32: values, shape: [4, 2], to: url))
+    }
+
+    func testTruncatedFileIsAnError() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("trunc-\(UUID()).npy")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let full = try Data(contentsOf: fixtures.appendingPathComponent("numpy_f32.npy"))
+        try full.prefix(full.count - 4).write(to: url)
+        XCTAssertThrowsError(try NPY.readFloats(url)) { error in
+            XCTAssertTrue("\(error)".contains("data holds"), "\(error)")
+        }
+    }
+}
+
+final class SHA256Tests: XCTestCase {
+    func testNISTVectors() {
+        func hex(_ s: String) -> String {
+            var h = SHA256Hasher(); h.update(Data(s.utf8)); return h.finalize()
+        }
+        XCTAssertEqual(hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        var h = SHA256Hasher()
+        let chunk = Data(repeating: UInt8(ascii: "a"), count: 1000)
+        for _ in 0..<1000 { h.update(chunk) } // one million 'a', fed in uneven blocks
+        XCTAssertEqual(h.finalize(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}
+
+final class AtomicWriteTests: XCTestCase {
+    func testFailedDirectoryBuildLeavesOldContentIntact() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("atomic-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let dest = root.appendingPathComponent("index")
+        try AtomicWrite.buildDirectory(at: dest) { tmp in
+            try Data("old".utf8).write(to: tmp.appendingPathComponent("manifest.json"))
+        }
+        struct Boom: Error {}
+        XCTAssertThrowsError(try AtomicWrite.buildDirectory(at: dest) { tmp in
+            try Data("new".utf8).write(to: tmp.appendingPathComponent("manifest.json"))
+            throw Boom()
+        })
+        XCTAssertEqual(try String(contentsOf: dest.appendingPathComponent("manifest.json"), encoding: .utf8), "old")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: root.path).filter { $0 != "index" }
+        XCTAssertEqual(leftovers, [], "temporary siblings must be cleaned up")
+        try AtomicWrite.buildDirectory(at: dest) { tmp in
+            try Data("new".utf8).write(to: tmp.appendingPathComponent("manifest.json"))
+        }
+        XCTAssertEqual(try String(contentsOf: dest.appendingPathComponent("manifest.json"), encoding: .utf8), "new")
+    }
+}
+
+final class SafetensorsTests: XCTestCase {
+    /// Builds a safetensors file from a header dictionary and raw data.
+    func makeFile(_ header: [String: Any], data: [UInt8]) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID()).safetensors")
+        let json = try JSONSerialization.data(withJSONObject: header)
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        out.append(contentsOf: data)
+        try out.write(to: url)
+        return url
+    }
+
+    func testReadsF32AndBF16() throws {
+        let f: [Float] = [1, -2, 0.5, 3]
+        var bytes = [UInt8]()
+        f.withUnsafeBytes { bytes += $0 }
+        // bfloat16 of 1.0 is 0x3F80, of -2.0 is 0xC000.
+        bytes += [0x80, 0x3F, 0x00, 0xC0]
+        let url = try makeFile([
+            "a": ["dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]],
+            "b": ["dtype": "BF16", "shape": [2], "data_offsets": [16, 20]],
+        ], data: bytes)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let file = try SafetensorsFile(url: url)
+        XCTAssertEqual(try file.tensor("a").floats(), f)
+        XCTAssertEqual(try file.tensor("b").floats(), [1, -2])
+        XCTAssertEqual(try file.tensor("a").shape, [2, 2])
+    }
+
+    func testMalformedHeadersNameTheTensor() throws {
+        let cases: [(String, [String: Any], String)] = [
+            ("out of bounds", ["w": ["dtype": "F32", "shape": [4], "data_offsets": [0, 64]]], "'w': data_offsets"),
+            ("size mismatch", ["w": ["dtype": "F32", "shape": [3], "data_offsets": [0, 16]]], "'w': shape [3]"),
+            ("unknown dtype", ["w": ["dtype": "Q4", "shape": [4], "data_offsets": [0, 16]]], "'w': unknown dtype Q4"),
+            ("overlap", ["w": ["dtype": "F32", "shape": [4], "data_offsets": [0, 16]],
+                         "v": ["dtype": "F32", "shape": [2], "data_offsets": [8, 16]]], "overlaps"),
+        ]
+        for (label, header, expected) in cases {
+            let url = try makeFile(header, data: [UInt8](repeating: 0, count: 16))
+            defer { try? FileManager.default.removeItem(at: url) }
+            XCTAssertThrowsError(try SafetensorsFile(url: url), label) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(label): \(error)")
+            }
+        }
+        // A header length larger than the file.
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data([0xff, 0xff, 0, 0, 0, 0, 0, 0, 0x7b]).write(to: url)
+        XCTAssertThrowsError(try SafetensorsFile(url: url)) { XCTAssertTrue("\($0)".contains("exceeds the file"), "\($0)") }
+    }
+}
