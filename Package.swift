@@ -49,7 +49,11 @@ let package = Package(
 
         // MARK: tests
         .testTarget(name: "C3POCoreTests", dependencies: ["C3POCore", "CBLAS"]),
-        .testTarget(name: "C3POIndexTests", dependencies: ["C3POIndex", "C3POCore", "CArchive"]),
+        .testTarget(name: "C3POIndexTests", dependencies: ["C3POIndex", "C3POCore", "C3POEmbedding", "CArchive"]),
+        .testTarget(name: "C3POEmbeddingTests", dependencies: ["C3POEmbedding", "C3POCore"]),
+        .testTarget(name: "C3POModelTests", dependencies: ["C3POModel", "C3POCore"]),
+        .testTarget(name: "C3POMixingTests", dependencies: ["C3POMixing", "C3POModel", "C3POIndex", "C3POCore"]),
+        .testTarget(name: "C3POCommandsTests", dependencies: ["C3POCommands", "C3POCore"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

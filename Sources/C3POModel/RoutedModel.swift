@@ -1,1 +1,81 @@
-// The MoE engine lives in this module: one file per architecture and per tokenizer kind.
+import C3POCore
+import Foundation
+
+// The contract between the MoE engine (one file per architecture) and the C3PO
+// runtime. The runtime never sees weights: it reads the last position's routing,
+// hands back a re-mixed pathway, and asks for the tail of the network again.
+
+/// Replacement routing distributions for the *last prompt position*, per layer.
+/// Applied as the published C3PO code does: the layer's softmax distribution at the
+/// last position is replaced by `weights / sum(weights)`, top-k is taken from it,
+/// and the k weights are renormalised only where the config says (`norm_topk_prob`).
+public struct RoutingOverride: Sendable, Equatable {
+    /// layer → weights over all experts of that layer (non-negative, finite, not all zero).
+    public var layers: [Int: [Float]]
+
+    public init(layers: [Int: [Float]] = [:]) { self.layers = layers }
+
+    public var isEmpty: Bool { layers.isEmpty }
+    /// The lowest overridden layer: where tail re-evaluation has to start.
+    public var firstLayer: Int? { layers.keys.min() }
+}
+
+/// Who a model is: recorded in index manifests so that pathways are only ever
+/// mixed into the model that produced them.
+public struct ModelIdentity: Codable, Sendable, Equatable {
+    /// A human-readable name (the checkpoint folder's name, or `_name_or_path`).
+    public var id: String
+    /// SHA-256 of the checkpoint's `config.json`.
+    public var configSHA256: String
+    public var layers: Int
+    public var experts: Int
+    public var topK: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, layers, experts
+        case configSHA256 = "config_sha256"
+        case topK = "top_k"
+    }
+
+    public init(id: String, configSHA256: String, layers: Int, experts: Int, topK: Int) {
+        self.id = id; self.configSHA256 = configSHA256; self.layers = layers; self.experts = experts; self.topK = topK
+    }
+}
+
+/// One full pass over a prompt: what the runtime reads, plus the cached state that
+/// makes re-evaluating the last position's tail cheap.
+public protocol PrefillState: AnyObject {
+    var tokens: [Int] { get }
+    /// Logits over the vocabulary at the last position. [vocab]
+    var logits: [Float] { get }
+    /// The router's softmax distribution at the last position, per layer, as computed
+    /// in this pass (before any override of that layer). [layers][experts]
+    var routerProbs: [[Float]] { get }
+}
+
+/// A Mixture-of-Experts causal LM whose last-position routing can be read and rewritten.
+public protocol RoutedMoEModel: AnyObject {
+    var identity: ModelIdentity { get }
+    var layerCount: Int { get }
+    var expertCount: Int { get }
+    /// Experts used per token (top-k).
+    var topK: Int { get }
+    var vocabularySize: Int { get }
+    /// Longest prompt the model accepts, in tokens.
+    var maxContext: Int { get }
+
+    /// Token ids of `text` as the checkpoint's tokenizer encodes it.
+    func encode(_ text: String) throws -> [Int]
+    /// The single token id of each label as it follows "Answer:" (" A", " B", ...);
+    /// throws if a label is not exactly one token.
+    func labelTokenIDs(_ labels: [String]) throws -> [Int]
+
+    /// Full prefill of `tokens`, with `override` applied at the last position.
+    func prefill(_ tokens: [Int], override: RoutingOverride?) throws -> PrefillState
+
+    /// Re-runs only the last position from layer `fromLayer` upward with `override`,
+    /// reusing `state`'s activations below `fromLayer` and the keys/values of earlier
+    /// positions. Equal to `prefill(state.tokens, override:)` when `override` touches
+    /// no layer below `fromLayer`. Returns the logits of `rows` (all if nil).
+    func reevaluateTail(_ state: PrefillState, fromLayer: Int, override: RoutingOverride?, rows: [Int]?) throws -> [Float]
+}
