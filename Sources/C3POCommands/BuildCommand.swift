@@ -23,7 +23,7 @@ public struct BuildCommand: ParsableCommand {
     @Option(help: "Output index folder, e.g. Index/NAME (replaced atomically).")
     public var out: String
 
-    @OptionGroup public var embedderOptions: PendingEmbedderOptions
+    @OptionGroup public var embedderOptions: EmbedderOptions
 
     @Option(help: "faiss index factory string: Flat (exact), IVF<n>,Flat or HNSW<m> (approximate).")
     public var factory: String = "Flat"
@@ -124,21 +124,5 @@ public struct BuildCommand: ParsableCommand {
         let manifest = try IndexWriter.write(contents, factory: factory, to: outURL)
         let tasks = manifest.tasks.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         print("wrote \(outURL.path): \(manifest.count) records (\(tasks)), dimension \(manifest.embedder.dimension), \(manifest.layers)x\(manifest.experts) pathways, \(manifest.factory), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-    }
-}
-
-/// Placeholder for the embedder option group of the `embed` branch (`EmbedderOptions`);
-/// replaced by it on merge.
-public struct PendingEmbedderOptions: ParsableArguments {
-    @Option(help: "Sentence embedder folder (sentence-transformers layout); default all-MiniLM-L6-v2 in the c3po cache.")
-    public var embedder: String?
-
-    @Option(help: "Texts per embedding batch.")
-    public var batchSize: Int = 64
-
-    public init() {}
-
-    public func load() throws -> SentenceEmbedder {
-        throw ValidationError("the sentence embedder is not available in this build; use --embeddings")
     }
 }

@@ -35,7 +35,7 @@ public struct QueryCommand: ParsableCommand {
     @Flag(help: "Search queries one at a time and report latency p50/p99 on stderr.")
     public var reportLatency = false
 
-    @OptionGroup public var embedderOptions: PendingEmbedderOptions
+    @OptionGroup public var embedderOptions: EmbedderOptions
 
     @Argument(help: "Query text(s). A full prompt is reduced to its question part as references are.")
     public var text: [String] = []
