@@ -226,7 +226,7 @@ public final class C3PORunner {
             guard emb.count == qs.count * pool.dimension else {
                 throw RunnerError.incompatibleIndex("the embedder gives \(emb.count / max(qs.count, 1))-dimensional vectors; the index holds \(pool.dimension)")
             }
-            let (h, ts) = timed { pool.search(emb, k: options.k, maxSimilarity: options.maxSimilarity) }
+            let (h, ts) = try timed { try pool.neighbors(emb, k: options.k, maxSimilarity: options.maxSimilarity) }
             hits = h
             if options.method == .mode {
                 // rows too similar to the question are left out of the mean-shift as well
@@ -322,7 +322,7 @@ public final class C3PORunner {
         case .kernel:
             var (a, b) = hyper()
             if options.alpha == .search {
-                a = try searchAlpha(sample: sample, neighbours: neighbours, hits: hits, bandwidth: b, parameters: parameters)
+                a = try searchAlpha(sample: sample, neighbours: neighbours, hits: hits, labels: q.labels, bandwidth: b, parameters: parameters)
             }
             let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(alpha: a, bandwidth: b))
             return (try tail(o), o, a, b)
@@ -347,14 +347,14 @@ public final class C3PORunner {
     /// applied to every neighbour's own prompt, loss = kernel-weighted cross-entropy on
     /// the neighbours' gold answers; the lowest loss wins (ties: the larger α, closer to
     /// the router). Costs one prefill per neighbour and one tail per neighbour and α.
-    private func searchAlpha(sample: [[Float]], neighbours: [PathwayNeighbor], hits: [ReferencePool.Hit], bandwidth: Float,
+    private func searchAlpha(sample: [[Float]], neighbours: [PathwayNeighbor], hits: [ReferencePool.Hit], labels fallback: [String], bandwidth: Float,
                              parameters: (Float, Float) -> MixingParameters) throws -> Float {
         let fromLayer = criticalLayers.min() ?? 0
         var states: [(PrefillState, [Int], Int, Float)] = []  // state, label ids, gold index, kernel weight
         for h in hits {
             let ref = pool.references[h.row]
             guard let prompt = ref.prompt, let gold = ref.gold else { continue }
-            let labels = ref.labels ?? ["A", "B", "C", "D"]
+            let labels = ref.labels ?? fallback  // records carry no label set: the test question's
             guard let g = labels.firstIndex(of: gold), let ids = try? model.labelTokenIDs(labels) else { continue }
             let tokens = try model.encode(prompt)
             guard !tokens.isEmpty, tokens.count <= model.maxContext else { continue }

@@ -3,6 +3,7 @@
 // Shared vocabulary of the re-mixing methods. A *pathway* is, per layer, the router's
 // softmax distribution over all experts at the last prompt position ([layers][experts]),
 // exactly what `PrefillState.routerProbs` and the index's `pathways.npy` hold.
+import C3POIndex
 import C3POModel
 import Foundation
 
@@ -66,13 +67,13 @@ public struct MixingParameters: Sendable, Equatable {
 /// Documented defaults, used when an index carries no per-task values (an index built
 /// from archives alone: `mixing.source = "defaults"` in its manifest).
 public enum MixingDefaults {
-    /// α = 0.5: halfway between the router and the neighbours. The paper searches α per
-    /// sample; without a model at build time we have nothing to choose with, and the
-    /// midpoint bounds how far a bad neighbourhood can pull a sample.
-    public static let alpha: Float = 0.5
-    /// h = 0.25 in d = 1 − cos: a neighbour at cosine 0.75 weighs exp(−0.5) ≈ 0.61 of a
-    /// perfect match, one at cosine 0.25 weighs exp(−4.5) ≈ 0.011.
-    public static let bandwidth: Float = 0.25
+    /// The index format's documented defaults (`IndexManifest.Mixing.defaults`, written
+    /// into the manifest of an index built from archives alone): α = 0 takes the
+    /// neighbours' estimate outright on the core experts, as the published code does
+    /// (it replaces the routing with no α); h = 0.25 in d = 1 − cos, so a neighbour at
+    /// cosine 0.75 weighs exp(−0.5) ≈ 0.61 of a perfect match, one at 0.25 exp(−4.5) ≈ 0.011.
+    public static let alpha = Float(IndexManifest.Mixing.defaults.alpha)
+    public static let bandwidth = Float(IndexManifest.Mixing.defaults.bandwidth)
     public static let coreExperts = 20
     public static let criticalLayerCount = 5
     public static let k = 3

@@ -1,4 +1,5 @@
 import C3POCore
+import C3POIndex
 import Foundation
 
 /// The reference samples the runtime mixes from, in memory: what an index folder holds
@@ -40,6 +41,10 @@ public struct ReferencePool: Sendable {
     public var experts: Int
 
     public var count: Int { references.count }
+    /// Nearest-neighbour search to use instead of the exact scan (the index's FAISS
+    /// search when loaded from an index folder): (queries, k, maxSimilarity) → hits of
+    /// successful references.
+    public var searcher: (@Sendable ([Float], Int, Float) throws -> [[Hit]])?
 
     public init(references: [Reference], embeddings: [Float], dimension: Int, pathways: [Float], layers: Int, experts: Int) throws {
         let n = references.count
@@ -51,6 +56,28 @@ public struct ReferencePool: Sendable {
         }
         self.references = references; self.embeddings = embeddings; self.dimension = dimension
         self.pathways = pathways; self.layers = layers; self.experts = experts
+    }
+
+    /// The records, embeddings and pathways of a loaded index folder; neighbours come
+    /// from its FAISS search (successful records only).
+    public init(index: ReferenceIndex) throws {
+        let refs = index.records.map {
+            Reference(id: $0.id, task: $0.task, question: $0.question, prompt: $0.prompt, gold: $0.gold, correct: $0.correct)
+        }
+        try self.init(references: refs, embeddings: index.embeddings, dimension: index.dimension,
+                      pathways: index.pathways, layers: index.layers, experts: index.experts)
+        let correct = refs.map(\.correct)
+        searcher = { queries, k, maxSimilarity in
+            try index.search(queries, k: k, maxSimilarity: maxSimilarity, exclude: { !correct[$0] })
+                .map { $0.map { Hit(row: $0.row, similarity: $0.similarity) } }
+        }
+    }
+
+    /// Neighbours of each query among the successful references: `searcher` when set,
+    /// else the exact scan.
+    public func neighbors(_ queries: [Float], k: Int, maxSimilarity: Float) throws -> [[Hit]] {
+        if let searcher { return try searcher(queries, k, maxSimilarity) }
+        return search(queries, k: k, maxSimilarity: maxSimilarity)
     }
 
     /// [layers][experts] of reference `row`.
