@@ -2,6 +2,8 @@ import ArgumentParser
 import C3POCore
 import C3POEmbedding
 import C3POIndex
+import C3POMixing
+import C3POModel
 import Foundation
 
 /// `c3po-index build`: official reference archives → an index folder (Index/README.md).
@@ -19,6 +21,13 @@ public struct BuildCommand: ParsableCommand {
     @Option(name: .customLong("reference"), parsing: .upToNextOption,
             help: "Reference archive(s) in the official format (.zip, .tar, .tar.gz).")
     public var references: [String] = []
+
+    @Option(help: "MoE checkpoint folder: record pathways by running it on --benchmark questions (C3POMixing.BenchmarkIndexBuilder).")
+    public var model: String?
+
+    @Option(name: .customLong("benchmark"), parsing: .upToNextOption,
+            help: "Benchmark file(s) in the dataset schema (with --model): every question is run; correct ones are kept. Resumable.")
+    public var benchmarks: [String] = []
 
     @Option(help: "Output index folder, e.g. Index/NAME (replaced atomically).")
     public var out: String
@@ -55,7 +64,12 @@ public struct BuildCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        guard !references.isEmpty else { throw ValidationError("give at least one --reference archive") }
+        if model != nil || !benchmarks.isEmpty {
+            guard model != nil, !benchmarks.isEmpty else { throw ValidationError("--model and --benchmark go together") }
+            guard references.isEmpty, embeddings == nil else { throw ValidationError("--model/--benchmark cannot be combined with --reference or --embeddings") }
+        } else {
+            guard !references.isEmpty else { throw ValidationError("give at least one --reference archive (or --model with --benchmark)") }
+        }
         if let d = dedup, !(d > 0 && d <= 1) { throw ValidationError("--dedup must be in (0, 1], got \(d)") }
         guard maxArchiveBytes > 0 else { throw ValidationError("--max-archive-bytes must be positive") }
         if embedderId != nil && embeddings == nil { throw ValidationError("--embedder-id needs --embeddings") }
@@ -117,6 +131,16 @@ public struct BuildCommand: ParsableCommand {
 
     public func run() throws {
         let start = Date()
+        if let model {
+            var o = BenchmarkIndexBuilder.Options()
+            o.includeIncorrect = includeIncorrect; o.factory = factory; o.batchSize = embedderOptions.batchSize; o.progress = !quiet
+            let m = try BenchmarkIndexBuilder.build(model: try ModelLoader.load(directory: URL(fileURLWithPath: model)),
+                                                    embedder: try embedderOptions.load(),
+                                                    benchmarks: benchmarks.map { URL(fileURLWithPath: $0) },
+                                                    out: URL(fileURLWithPath: out), options: o)
+            print("wrote \(out): \(m.count) records, \(m.layers)x\(m.experts) pathways, mixing \(m.mixing.source), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+            return
+        }
         let set = try loadReferences()
         let contents = try makeContents(set)
         let outURL = URL(fileURLWithPath: out)

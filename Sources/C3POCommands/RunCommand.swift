@@ -75,11 +75,6 @@ public struct RunCommand: ParsableCommand {
 
     public init() {}
 
-    /// How a checkpoint folder becomes a model. Set by the MoE engine's loader.
-    nonisolated(unsafe) public static var loadModel: (URL) throws -> RoutedMoEModel = { url in
-        throw ValidationError("no MoE engine in this build to load \(url.path)")
-    }
-
     public func validate() throws {
         guard AlphaChoice(argument: alpha) != nil else { throw ValidationError("--alpha must be 'index', 'search' or a number in [0, 1], got '\(alpha)'") }
         guard k >= 1 else { throw ValidationError("--k must be at least 1, got \(k)") }
@@ -94,7 +89,7 @@ public struct RunCommand: ParsableCommand {
         let indexURL = URL(fileURLWithPath: index)
         let questions = try MCDataset.load(URL(fileURLWithPath: test))
         let refIndex = try ReferenceIndex(directory: indexURL)
-        let model = try Self.loadModel(URL(fileURLWithPath: self.model))
+        let model = try ModelLoader.load(directory: URL(fileURLWithPath: self.model))
         try IndexCompatibility.check(refIndex.manifest, directory: indexURL, model: model.identity)
         let embedder = try embedderOptions.load()
         try refIndex.checkCompatible(embedder)
