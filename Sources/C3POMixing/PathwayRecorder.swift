@@ -51,7 +51,10 @@ public enum PathwayRecorder {
                               progress: Bool = true) throws -> [RecordedQuestion] {
         let fm = FileManager.default
         try fm.createDirectory(at: workFile.deletingLastPathComponent(), withIntermediateDirectories: true)
-        var done = readWork(workFile)
+        // Only records of this build's questions (same id and prompt) are reused: a work
+        // file left by an earlier, different build of the same --out is not trusted.
+        let wanted = Dictionary(questions.map { ($0.question.id, $0.question.prompt) }, uniquingKeysWith: { a, _ in a })
+        var done = readWork(workFile).filter { wanted[$0.id] == $0.prompt }
         // Rewrite the work file with the complete lines only, so appends follow a newline.
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
