@@ -150,12 +150,16 @@ public enum ReferenceArchive {
     struct Slot: Decodable {
         let result: Result<RawRecord, Swift.Error>
         init(from decoder: Decoder) throws {
+            // A value that is not an object is a wrong file shape, not a bad record.
+            _ = try decoder.container(keyedBy: RawRecord.CodingKeys.self)
             do { result = .success(try RawRecord(from: decoder)) } catch { result = .failure(error) }
         }
     }
 
     static func fieldPath(_ path: [CodingKey]) -> String {
-        path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+        // Array positions have a string value "Index <i>"; dictionary keys (case ids) may
+        // also carry an int value, so the string decides.
+        path.map { k in k.stringValue.hasPrefix("Index ") ? "[\(k.intValue ?? 0)]" : k.stringValue }
             .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
     }
 
