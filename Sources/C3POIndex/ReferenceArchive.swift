@@ -232,8 +232,9 @@ public enum ReferenceArchive {
     static func pathway(of routing: RawRouting, tolerance: Double) throws -> ([Float], Int, Int) {
         let L = routing.layers.count
         guard L > 0 else { throw RecordProblem("'last_token_routing.layers' is empty") }
-        let E = routing.layers[0].routingWeights.count
-        guard E > 0 else { throw RecordProblem("'last_token_routing.layers[0].routing_weights' is empty") }
+        // The widest layer sets the expert count, so a layer with a missing key is the one named.
+        let E = routing.layers.map(\.routingWeights.count).max() ?? 0
+        guard E > 0 else { throw RecordProblem("'last_token_routing.layers[*].routing_weights' are empty") }
         var dense = [Float](repeating: 0, count: L * E) // [layers, experts]
         var seenLayer = [Bool](repeating: false, count: L)
         for (i, entry) in routing.layers.enumerated() {
@@ -245,7 +246,7 @@ public enum ReferenceArchive {
             seenLayer[entry.layer] = true
             let weights = entry.routingWeights
             guard weights.count == E else {
-                throw RecordProblem("layer \(entry.layer) has \(weights.count) experts, layer \(routing.layers[0].layer) has \(E)")
+                throw RecordProblem("layer \(entry.layer) has \(weights.count) experts, other layers have \(E) (missing expert)")
             }
             var seenExpert = [Bool](repeating: false, count: E)
             var sum = 0.0
