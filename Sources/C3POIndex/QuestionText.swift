@@ -29,7 +29,7 @@ public enum QuestionText {
         var text = Substring(prompt.trimmingCharacters(in: .whitespacesAndNewlines))
         // 1. Instruction prefix.
         if text.hasPrefix(instructionStart), let end = text.range(of: instructionEnd) {
-            text = text[end.upperBound...]
+            text = Substring(text[end.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines))
         }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             .map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }

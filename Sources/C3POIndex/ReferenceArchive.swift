@@ -150,12 +150,16 @@ public enum ReferenceArchive {
     struct Slot: Decodable {
         let result: Result<RawRecord, Swift.Error>
         init(from decoder: Decoder) throws {
+            // A value that is not an object is a wrong file shape, not a bad record.
+            _ = try decoder.container(keyedBy: RawRecord.CodingKeys.self)
             do { result = .success(try RawRecord(from: decoder)) } catch { result = .failure(error) }
         }
     }
 
     static func fieldPath(_ path: [CodingKey]) -> String {
-        path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+        // Array positions have a string value "Index <i>"; dictionary keys (case ids) may
+        // also carry an int value, so the string decides.
+        path.map { k in k.stringValue.hasPrefix("Index ") ? "[\(k.intValue ?? 0)]" : k.stringValue }
             .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
     }
 
@@ -228,8 +232,9 @@ public enum ReferenceArchive {
     static func pathway(of routing: RawRouting, tolerance: Double) throws -> ([Float], Int, Int) {
         let L = routing.layers.count
         guard L > 0 else { throw RecordProblem("'last_token_routing.layers' is empty") }
-        let E = routing.layers[0].routingWeights.count
-        guard E > 0 else { throw RecordProblem("'last_token_routing.layers[0].routing_weights' is empty") }
+        // The widest layer sets the expert count, so a layer with a missing key is the one named.
+        let E = routing.layers.map(\.routingWeights.count).max() ?? 0
+        guard E > 0 else { throw RecordProblem("'last_token_routing.layers[*].routing_weights' are empty") }
         var dense = [Float](repeating: 0, count: L * E) // [layers, experts]
         var seenLayer = [Bool](repeating: false, count: L)
         for (i, entry) in routing.layers.enumerated() {
@@ -241,7 +246,7 @@ public enum ReferenceArchive {
             seenLayer[entry.layer] = true
             let weights = entry.routingWeights
             guard weights.count == E else {
-                throw RecordProblem("layer \(entry.layer) has \(weights.count) experts, layer \(routing.layers[0].layer) has \(E)")
+                throw RecordProblem("layer \(entry.layer) has \(weights.count) experts, other layers have \(E) (missing expert)")
             }
             var seenExpert = [Bool](repeating: false, count: E)
             var sum = 0.0
