@@ -6,7 +6,7 @@ public struct ApplyCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "c3po-apply",
         abstract: "Run a test set with C3PO expert re-mixing and report base vs C3PO accuracy.",
-        subcommands: [RunCommand.self],
+        subcommands: [RunCommand.self, InspectCommand.self],
         defaultSubcommand: RunCommand.self
     )
     public init() {}
