@@ -94,4 +94,33 @@ final class ApplyCommandTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("empty.jsonl"), r.stderr)
     }
+
+    /// The emitted pathway of each sample, fed to `c3po-apply inspect --routing` with the
+    /// sample's prompt, gives the C3PO answer (label ids from the checkpoint's own vocab).
+    func testEmittedWeightsReproduceTheAnswerThroughInspect() throws {
+        let r = try Binaries.run("c3po-apply", ["--index", path("idx"), "--model", Self.model, "--test", path("test.jsonl"),
+                                                "--alpha", "0", "--out", path("k.jsonl"), "--emit-weights", path("k.json"), "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let vocab = try XCTUnwrap(((JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.model + "/tokenizer.json"))) as? [String: Any])?["model"] as? [String: Any])?["vocab"] as? [String: Int])
+        let labelIDs = try ["ĠA", "ĠB"].map { try XCTUnwrap(vocab[$0]) }
+        let prompts = Dictionary(uniqueKeysWithValues: try String(contentsOfFile: path("test.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            return (try XCTUnwrap(o["id"] as? String), try XCTUnwrap(o["prompt"] as? String))
+        })
+        let weights = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path("k.json")))) as? [String: Any])
+        var checked = 0
+        for row in try results("k.jsonl") where row["skipped"] == nil {
+            let id = try XCTUnwrap(row["id"] as? String)
+            let w = try XCTUnwrap(weights[id], "no emitted weights for \(id)")
+            let file = path("w-\(id).json")
+            try JSONSerialization.data(withJSONObject: w).write(to: URL(fileURLWithPath: file))
+            let i = try Binaries.run("c3po-apply", ["inspect", "--model", Self.model, "--text", try XCTUnwrap(prompts[id]), "--routing", file, "--json"])
+            XCTAssertEqual(i.status, 0, i.stderr)
+            let logits = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(i.stdout.utf8)) as? [String: Any])?["logits"] as? [Double])
+            let answer = logits[labelIDs[1]] > logits[labelIDs[0]] ? "B" : "A"
+            XCTAssertEqual(answer, row["c3po_answer"] as? String, "\(id): logits A \(logits[labelIDs[0]]), B \(logits[labelIDs[1]])")
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 0)
+    }
 }
