@@ -1,0 +1,152 @@
+import ArgumentParser
+import C3POCore
+import C3POEmbedding
+import C3POIndex
+import C3POMixing
+import C3POModel
+import Foundation
+
+/// `c3po-index build`: official reference archives → an index folder (Index/README.md).
+public struct BuildCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Build a reference index from official C3PO reference archives (.zip, .tar, .tar.gz).",
+        discussion: """
+        Reads the JSON files of each archive (<prefix>_<task>_..._routing_results*.json, each an object \
+        case_id -> record), keeps the correctly answered records, embeds their question text, and writes \
+        the folder atomically: a failed build leaves an older index at --out untouched.
+        """
+    )
+
+    @Option(name: .customLong("reference"), parsing: .upToNextOption,
+            help: "Reference archive(s) in the official format (.zip, .tar, .tar.gz).")
+    public var references: [String] = []
+
+    @Option(help: "MoE checkpoint folder: record pathways by running it on --benchmark questions (C3POMixing.BenchmarkIndexBuilder).")
+    public var model: String?
+
+    @Option(name: .customLong("benchmark"), parsing: .upToNextOption,
+            help: "Benchmark file(s) in the dataset schema (with --model): every question is run; correct ones are kept. Resumable.")
+    public var benchmarks: [String] = []
+
+    @Option(help: "Output index folder, e.g. Index/NAME (replaced atomically).")
+    public var out: String
+
+    @OptionGroup public var embedderOptions: EmbedderOptions
+
+    @Option(help: "faiss index factory string: Flat (exact), IVF<n>,Flat or HNSW<m> (approximate).")
+    public var factory: String = "Flat"
+
+    @Option(help: "Drop a record whose question has cosine similarity above this with an earlier kept record of the same task (e.g. 0.95); off by default.")
+    public var dedup: Float?
+
+    @Flag(help: "Keep records the model answered incorrectly too (flag stored per record).")
+    public var includeIncorrect = false
+
+    @Flag(help: "Skip invalid records (named on stderr, counted in the manifest) instead of stopping.")
+    public var skipInvalid = false
+
+    @Option(help: "Largest uncompressed size, in bytes, of one archive entry and of one archive in total.")
+    public var maxArchiveBytes: Int64 = 4 << 30
+
+    @Option(help: "Precomputed float32 .npy embeddings [records, dimension], one row per record kept after the correctness and validity filters, in row order; skips the embedder.")
+    public var embeddings: String?
+
+    @Option(help: "Embedder id to record with --embeddings (queries must then use --vectors or an embedder with this id).")
+    public var embedderId: String?
+
+    @Option(name: .customLong("search-parameter"), help: "faiss search parameter stored in the index, NAME=VALUE (e.g. nprobe=16, efSearch=64); repeatable.")
+    public var searchParameters: [String] = []
+
+    @Flag(help: "No progress lines on stderr.")
+    public var quiet = false
+
+    public init() {}
+
+    public func validate() throws {
+        if model != nil || !benchmarks.isEmpty {
+            guard model != nil, !benchmarks.isEmpty else { throw ValidationError("--model and --benchmark go together") }
+            guard references.isEmpty, embeddings == nil else { throw ValidationError("--model/--benchmark cannot be combined with --reference or --embeddings") }
+        } else {
+            guard !references.isEmpty else { throw ValidationError("give at least one --reference archive (or --model with --benchmark)") }
+        }
+        if let d = dedup, !(d > 0 && d <= 1) { throw ValidationError("--dedup must be in (0, 1], got \(d)") }
+        guard maxArchiveBytes > 0 else { throw ValidationError("--max-archive-bytes must be positive") }
+        if embedderId != nil && embeddings == nil { throw ValidationError("--embedder-id needs --embeddings") }
+        _ = try parsedSearchParameters()
+    }
+
+    func parsedSearchParameters() throws -> [String: Double] {
+        var out: [String: Double] = [:]
+        for p in searchParameters {
+            let parts = p.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let v = Double(parts[1]) else {
+                throw ValidationError("--search-parameter expects NAME=VALUE, got '\(p)'")
+            }
+            out[String(parts[0])] = v
+        }
+        return out
+    }
+
+    var archiveOptions: ReferenceArchive.Options {
+        ReferenceArchive.Options(includeIncorrect: includeIncorrect, skipInvalid: skipInvalid,
+                                 limits: .init(maxEntryBytes: maxArchiveBytes, maxTotalBytes: maxArchiveBytes))
+    }
+
+    var builderOptions: ReferenceIndexBuilder.Options {
+        get throws {
+            ReferenceIndexBuilder.Options(factory: factory, dedup: dedup, batchSize: embedderOptions.batchSize,
+                                          searchParameters: try parsedSearchParameters(), progress: !quiet)
+        }
+    }
+
+    /// Step 1: the reference records and pathways (more sources plug in here).
+    func loadReferences() throws -> ReferenceSet {
+        let note: (String) -> Void = quiet ? { _ in } : { StandardError.write($0 + "\n") }
+        let set = try ReferenceIndexBuilder.load(archives: references.map { URL(fileURLWithPath: $0) },
+                                                 options: archiveOptions, note: note)
+        note("records: \(set.count) kept, \(set.skippedIncorrect) incorrect skipped, \(set.skippedInvalid) invalid skipped")
+        return set
+    }
+
+    /// Step 2: embeddings (from the embedder or --embeddings) and dedup.
+    func makeContents(_ set: ReferenceSet) throws -> IndexContents {
+        let filters = IndexManifest.Filters(includeIncorrect: includeIncorrect, skipInvalid: skipInvalid)
+        if let path = embeddings {
+            let url = URL(fileURLWithPath: path)
+            let (header, values) = try NPY.readFloats(url)
+            guard header.shape.count == 2, header.shape[0] == set.count, header.shape[1] > 0 else {
+                throw ReferenceIndexError.invalid(url, "shape \(header.shape), expected [\(set.count), dimension] (one row per kept record)")
+            }
+            var contents = try ReferenceIndexBuilder.contents(
+                of: set, embeddings: values, embedderID: embedderId ?? "precomputed:\(url.lastPathComponent)",
+                dimension: header.shape[1], options: try builderOptions, filters: filters)
+            contents.sources.append(.init(path: url.lastPathComponent, kind: "embeddings",
+                                          sha256: try SHA256Hasher.hexDigest(ofFile: url), records: header.shape[0]))
+            return contents
+        }
+        let embedder = try embedderOptions.load()
+        return try ReferenceIndexBuilder.contents(of: set, embedder: embedder, options: try builderOptions, filters: filters)
+    }
+
+    public func run() throws {
+        let start = Date()
+        if let model {
+            var o = BenchmarkIndexBuilder.Options()
+            o.includeIncorrect = includeIncorrect; o.factory = factory; o.batchSize = embedderOptions.batchSize; o.progress = !quiet
+            let m = try BenchmarkIndexBuilder.build(model: try ModelLoader.load(directory: URL(fileURLWithPath: model)),
+                                                    embedder: try embedderOptions.load(),
+                                                    benchmarks: benchmarks.map { URL(fileURLWithPath: $0) },
+                                                    out: URL(fileURLWithPath: out), options: o)
+            print("wrote \(out): \(m.count) records, \(m.layers)x\(m.experts) pathways, mixing \(m.mixing.source), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+            return
+        }
+        let set = try loadReferences()
+        let contents = try makeContents(set)
+        let outURL = URL(fileURLWithPath: out)
+        if !quiet { StandardError.write("building faiss index \"\(factory)\" over \(contents.count) vectors\n") }
+        let manifest = try IndexWriter.write(contents, factory: factory, to: outURL)
+        let tasks = manifest.tasks.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        print("wrote \(outURL.path): \(manifest.count) records (\(tasks)), dimension \(manifest.embedder.dimension), \(manifest.layers)x\(manifest.experts) pathways, \(manifest.factory), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+    }
+}

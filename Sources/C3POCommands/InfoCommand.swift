@@ -1,0 +1,99 @@
+import ArgumentParser
+import C3POCore
+import C3POIndex
+import Foundation
+
+/// `c3po-index info`: what an index folder holds (validated on load).
+public struct InfoCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "info",
+        abstract: "Describe a reference index: counts per task, embedder, pathway shape, faiss type, size on disk."
+    )
+
+    @Option(help: "Index folder written by `c3po-index build`.")
+    public var index: String
+
+    @Flag(help: "Print one JSON object on stdout.")
+    public var json = false
+
+    public init() {}
+
+    struct Report: Encodable {
+        var count: Int
+        var dimension: Int
+        var embedder: String
+        var layers: Int
+        var experts: Int
+        var tasks: [String: Int]
+        var factory: String
+        var metric: String
+        var formatVersion: Int
+        var created: String
+        var sizeBytes: Int64
+        var criticalLayers: [Int]
+        var mixing: IndexManifest.Mixing
+        var model: IndexModelInfo?
+        var sources: [IndexManifest.Source]
+        var filters: IndexManifest.Filters
+        var searchParameters: [String: Double]
+        var taskWeights: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case count, dimension, embedder, layers, experts, tasks, factory, metric, created, mixing, model, sources, filters
+            case formatVersion = "format_version", sizeBytes = "size_bytes", criticalLayers = "critical_layers"
+            case searchParameters = "search_parameters", taskWeights = "task_weights"
+        }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(count, forKey: .count); try c.encode(dimension, forKey: .dimension)
+            try c.encode(embedder, forKey: .embedder); try c.encode(layers, forKey: .layers)
+            try c.encode(experts, forKey: .experts); try c.encode(tasks, forKey: .tasks)
+            try c.encode(factory, forKey: .factory); try c.encode(metric, forKey: .metric)
+            try c.encode(formatVersion, forKey: .formatVersion); try c.encode(created, forKey: .created)
+            try c.encode(sizeBytes, forKey: .sizeBytes); try c.encode(criticalLayers, forKey: .criticalLayers)
+            try c.encode(mixing, forKey: .mixing); try c.encode(model, forKey: .model)
+            try c.encode(sources, forKey: .sources); try c.encode(filters, forKey: .filters)
+            try c.encode(searchParameters, forKey: .searchParameters); try c.encode(taskWeights, forKey: .taskWeights)
+        }
+    }
+
+    static func sizeOnDisk(_ dir: URL) -> Int64 {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return names.reduce(Int64(0)) { total, name in
+            let attrs = try? FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent(name).path)
+            return total + ((attrs?[.size] as? NSNumber)?.int64Value ?? 0)
+        }
+    }
+
+    public func run() throws {
+        let dir = URL(fileURLWithPath: index)
+        let idx = try ReferenceIndex(directory: dir)
+        let m = idx.manifest
+        let hasWeights = FileManager.default.fileExists(atPath: dir.appendingPathComponent(ReferenceIndex.taskWeightsFile).path)
+        let report = Report(count: idx.count, dimension: m.embedder.dimension, embedder: m.embedder.id, layers: m.layers,
+                            experts: m.experts, tasks: m.tasks, factory: m.factory, metric: m.metric,
+                            formatVersion: m.formatVersion, created: m.created, sizeBytes: Self.sizeOnDisk(dir),
+                            criticalLayers: m.criticalLayers, mixing: m.mixing, model: m.model, sources: m.sources,
+                            filters: m.filters, searchParameters: m.searchParameters, taskWeights: hasWeights)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try enc.encode(report), as: UTF8.self))
+            return
+        }
+        print("index      \(dir.path) (format \(m.formatVersion), created \(m.created))")
+        print("records    \(idx.count)")
+        for (task, n) in m.tasks.sorted(by: { $0.key < $1.key }) { print("  \(task.padding(toLength: 16, withPad: " ", startingAt: 0)) \(n)") }
+        print("embedder   \(m.embedder.id), dimension \(m.embedder.dimension)")
+        print("pathways   \(m.layers) layers x \(m.experts) experts, critical layers \(m.criticalLayers.map(String.init).joined(separator: ","))")
+        print("model      \(m.model.map { "\($0.id) (config sha256 \($0.configSHA256.prefix(12))…, top-\($0.topK))" } ?? "none (pathways from archives)")")
+        let params = m.searchParameters.isEmpty ? "" : " " + m.searchParameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        print("faiss      \(m.factory), \(m.metric)\(params)")
+        print("mixing     \(m.mixing.source) (alpha \(m.mixing.alpha), bandwidth \(m.mixing.bandwidth))\(hasWeights ? ", task_weights.json" : "")")
+        let f = m.filters
+        print("filters    include incorrect \(f.includeIncorrect), skipped incorrect \(f.skippedIncorrect), skipped invalid \(f.skippedInvalid), dedup \(f.dedup.map { "\($0)" } ?? "off") (\(f.deduplicated) dropped)")
+        for s in m.sources { print("source     \(s.path) (\(s.kind), \(s.records) records, sha256 \(s.sha256.prefix(12))…)") }
+        print("size       \(String(format: "%.1f", Double(Self.sizeOnDisk(dir)) / 1_048_576)) MiB on disk")
+    }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+import C3POModel
+import Foundation
+
+/// `--model DIR`: a Hugging Face MoE checkpoint folder (config.json, tokenizer.json, safetensors).
+public struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Hugging Face checkpoint folder (config.json, tokenizer.json, model.safetensors or shards).", valueName: "dir"))
+    public var model: String
+
+    public init() {}
+
+    public func load() throws -> RoutedMoEModel {
+        try ModelLoader.load(directory: URL(fileURLWithPath: model))
+    }
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import C3POCore
+import C3POEmbedding
+import C3POIndex
+import Foundation
+
+/// `c3po-index query`: nearest reference records of questions.
+public struct QueryCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Find the k nearest reference records (cosine similarity) of one or more questions."
+    )
+
+    @Option(help: "Index folder written by `c3po-index build`.")
+    public var index: String
+
+    @Option(help: "Neighbours per query.")
+    public var k: Int = 3
+
+    @Option(help: "Drop neighbours more similar than this to the query (the paper's overlap rule uses 0.95).")
+    public var maxSimilarity: Float?
+
+    @Flag(help: "Print {\"results\": [{\"query\", \"neighbors\": [...]}]} on stdout.")
+    public var json = false
+
+    @Option(help: "Read queries from this file: one per line, or JSON Lines with --jsonl.")
+    public var file: String?
+
+    @Option(help: "With --file: the file is JSON Lines and this string field holds each query (e.g. question).")
+    public var jsonl: String?
+
+    @Option(help: "Precomputed float32 .npy query embeddings [queries, dimension]; skips the embedder.")
+    public var vectors: String?
+
+    @Flag(help: "Search queries one at a time and report latency p50/p99 on stderr.")
+    public var reportLatency = false
+
+    @OptionGroup public var embedderOptions: EmbedderOptions
+
+    @Argument(help: "Query text(s). A full prompt is reduced to its question part as references are.")
+    public var text: [String] = []
+
+    public init() {}
+
+    public func validate() throws {
+        guard k > 0 else { throw ValidationError("--k must be positive") }
+        let sources = [!text.isEmpty, file != nil, vectors != nil].filter { $0 }.count
+        guard sources == 1 else { throw ValidationError("give exactly one of: query TEXT, --file, --vectors") }
+        if jsonl != nil && file == nil { throw ValidationError("--jsonl needs --file") }
+    }
+
+    struct Output: Encodable {
+        struct Hit: Encodable { var id: String; var task: String; var similarity: Float; var question: String; var gold: String; var row: Int }
+        struct Result: Encodable { var query: String; var neighbors: [Hit] }
+        var results: [Result]
+    }
+
+    func queries() throws -> [String] {
+        guard let path = file else { return text.map(QuestionText.extract(from:)) }
+        let url = URL(fileURLWithPath: path)
+        guard let field = jsonl else { return try JSONLines.lines(of: url).map { QuestionText.extract(from: String($0.text)) } }
+        return try JSONLines.lines(of: url).map { number, line in
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw JSONLines.LineError(url: url, line: number, reason: "not a JSON object")
+            }
+            guard let value = obj[field] as? String else {
+                throw JSONLines.LineError(url: url, line: number, reason: "field '\(field)' missing or not a string")
+            }
+            return value
+        }
+    }
+
+    public func run() throws {
+        let idx = try ReferenceIndex(directory: URL(fileURLWithPath: index))
+        var labels: [String]
+        let matrix: [Float] // [queries, dimension]
+        if let path = vectors {
+            let url = URL(fileURLWithPath: path)
+            let (header, values) = try NPY.readFloats(url)
+            guard header.shape.count == 2, header.shape[1] == idx.dimension else {
+                throw ReferenceIndexError.invalid(url, "shape \(header.shape), expected [queries, \(idx.dimension)] (the index's dimension)")
+            }
+            matrix = values
+            labels = (0..<header.shape[0]).map { "vector \($0)" }
+        } else {
+            let embedder = try embedderOptions.load()
+            try idx.checkCompatible(embedder)
+            labels = try queries()
+            matrix = try embedder.embed(labels, batchSize: embedderOptions.batchSize,
+                                        progress: labels.count > 1000 ? ProgressReporter("embedding", total: labels.count) : nil)
+        }
+        let n = labels.count
+        var results: [[Neighbor]]
+        if reportLatency {
+            var times: [Double] = []
+            results = []
+            let d = idx.dimension
+            for q in 0..<n {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let r = try idx.search(Array(matrix[(q * d)..<((q + 1) * d)]), k: k, maxSimilarity: maxSimilarity)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                results.append(r[0])
+            }
+            times.sort()
+            func pct(_ p: Double) -> Double { times.isEmpty ? 0 : times[min(times.count - 1, Int((p * Double(times.count)).rounded(.up)) - 1)] }
+            StandardError.write(String(format: "latency over %d queries (k=%d): p50 %.4f ms, p99 %.4f ms, mean %.4f ms\n",
+                                       n, k, pct(0.5), pct(0.99), times.reduce(0, +) / Double(max(n, 1))))
+        } else {
+            results = try idx.search(matrix, k: k, maxSimilarity: maxSimilarity)
+        }
+        let out = Output(results: zip(labels, results).map { query, hits in
+            .init(query: query, neighbors: hits.map { h in
+                let r = idx.records[h.row]
+                return .init(id: r.id, task: r.task, similarity: h.similarity, question: r.question, gold: r.gold, row: h.row)
+            })
+        })
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try enc.encode(out), as: UTF8.self))
+            return
+        }
+        for result in out.results {
+            print("query: \(result.query)")
+            if result.neighbors.isEmpty { print("  (no neighbours)") }
+            for (i, h) in result.neighbors.enumerated() {
+                print(String(format: "  %d. %.4f  ", i + 1, h.similarity) + "\(h.task)  \(h.id)  gold \(h.gold)  \(h.question.replacingOccurrences(of: "\n", with: " "))")
+            }
+        }
+    }
+}

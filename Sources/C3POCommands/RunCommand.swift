@@ -1,0 +1,160 @@
+import ArgumentParser
+import C3POCore
+import C3POEmbedding
+import C3POIndex
+import C3POMixing
+import C3POModel
+import Foundation
+
+extension MixingMethod: ExpressibleByArgument {}
+extension MixingKernel: ExpressibleByArgument {}
+
+/// `c3po-apply run` (the default subcommand): answers a test set with the base model
+/// and with C3PO re-mixing; per-sample JSONL, emitted pathways, a summary.
+public struct RunCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Answer a test set with the base model and with C3PO re-mixing; report both.",
+        discussion: """
+        Per question: one full pass (the base answer and the router's own pathway), a re-mixed pathway for \
+        the critical layers at the last prompt position, then only that position's tail is re-evaluated \
+        for the C3PO answer. The index must come from the same model (config sha256, layers, experts). \
+        --method oracle uses the gold answers: an upper bound for analysis only.
+        """
+    )
+
+    @Option(help: "Index folder (Index/README.md), e.g. Index/NAME.")
+    public var index: String
+
+    @Option(help: "MoE checkpoint folder (config.json, *.safetensors, tokenizer.json).")
+    public var model: String
+
+    @Option(help: "Test set in the dataset schema (Datasets/README.md), JSONL.")
+    public var test: String
+
+    @Option(help: "Re-mixing method: kernel (kernel regression), mode (mean-shift in pathway space), task (per-task weights of the index), neighbors (the published code's average), none (base model), oracle (uses gold answers: upper bound, analysis only).")
+    public var method: MixingMethod = .kernel
+
+    @Option(help: "Neighbours per question.")
+    public var k: Int = MixingDefaults.k
+
+    @Option(help: "Kernel over question similarity (d = 1 - cosine): gaussian exp(-d²/2h²), cosine max(sim, 0), uniform.")
+    public var kernel: MixingKernel = .gaussian
+
+    @Option(help: "Gaussian kernel bandwidth h (default: the neighbours' tasks' values from the index, else 0.25).")
+    public var bandwidth: Float?
+
+    @Option(name: .customLong("critical-layers"), help: "Re-mix the last N layers (all layers if the model has fewer).")
+    public var criticalLayers: Int = MixingDefaults.criticalLayerCount
+
+    @Option(name: .customLong("core-experts"), help: "Re-weight only the N experts the router ranks highest for the sample in each critical layer.")
+    public var coreExperts: Int = MixingDefaults.coreExperts
+
+    @Option(help: ArgumentHelp("α in ω ← αω + (1-α)ω̂: 'index' (per task, from the index), 'search' (the paper's per-sample search on the neighbours' loss; costly), or a number in [0, 1].", valueName: "index|search|A"))
+    public var alpha: String = "index"
+
+    @Option(name: .customLong("max-similarity"), help: "Drop references whose question similarity to the test question exceeds this (overlap).")
+    public var maxSimilarity: Float = MixingDefaults.maxSimilarity
+
+    @Option(help: "Run only the first N questions.")
+    public var limit: Int?
+
+    @Option(help: "Per-question results, JSONL (id, task, gold, base/C3PO answers, neighbours, α, seconds).")
+    public var out: String?
+
+    @Option(name: .customLong("emit-weights"), help: "Write the re-mixed pathways, {id: {\"layers\": [...]}} in the official record form, for a PyTorch engine.")
+    public var emitWeights: String?
+
+    @Flag(help: "Print the summary as JSON on stdout.")
+    public var json = false
+
+    @Flag(help: "No progress lines on stderr.")
+    public var quiet = false
+
+    @OptionGroup public var embedderOptions: EmbedderOptions
+
+    public init() {}
+
+    public func validate() throws {
+        guard AlphaChoice(argument: alpha) != nil else { throw ValidationError("--alpha must be 'index', 'search' or a number in [0, 1], got '\(alpha)'") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1, got \(k)") }
+        guard criticalLayers >= 1 else { throw ValidationError("--critical-layers must be at least 1, got \(criticalLayers)") }
+        guard coreExperts >= 1 else { throw ValidationError("--core-experts must be at least 1, got \(coreExperts)") }
+        if let b = bandwidth, !(b.isFinite && b > 0) { throw ValidationError("--bandwidth must be positive, got \(b)") }
+        if let l = limit, l < 1 { throw ValidationError("--limit must be at least 1, got \(l)") }
+        guard maxSimilarity.isFinite else { throw ValidationError("--max-similarity must be a number") }
+    }
+
+    public func run() throws {
+        let indexURL = URL(fileURLWithPath: index)
+        let questions = try MCDataset.load(URL(fileURLWithPath: test))
+        let refIndex = try ReferenceIndex(directory: indexURL)
+        let model = try ModelLoader.load(directory: URL(fileURLWithPath: self.model))
+        try IndexCompatibility.check(refIndex.manifest, directory: indexURL, model: model.identity)
+        let embedder = try embedderOptions.load()
+        try refIndex.checkCompatible(embedder)
+        let taskWeights = try TaskWeights.load(indexDirectory: indexURL)
+
+        var options = RunnerOptions()
+        options.method = method; options.k = k; options.kernel = kernel; options.bandwidth = bandwidth
+        options.criticalLayerCount = criticalLayers; options.coreExperts = coreExperts
+        options.alpha = AlphaChoice(argument: alpha) ?? .index
+        options.maxSimilarity = maxSimilarity; options.limit = limit
+        options.embedBatchSize = embedderOptions.batchSize; options.progress = !quiet
+        let runner = try C3PORunner(model: model, embedder: embedder, pool: try ReferencePool(index: refIndex),
+                                    taskWeights: taskWeights, options: options,
+                                    defaultAlpha: Float(refIndex.manifest.mixing.alpha),
+                                    defaultBandwidth: Float(refIndex.manifest.mixing.bandwidth))
+
+        var lines = Data()
+        var emitted: [String: Any] = [:]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let results = try runner.run(questions) { r, o in
+            if out != nil { lines.append(try encoder.encode(r)); lines.append(0x0A) }
+            if let o, emitWeights != nil { emitted[r.id] = Self.officialForm(o) }
+            if let why = r.skipped, !quiet { StandardError.warning("skipped \(r.id): \(why)") }
+        }
+        // Outputs are written only once the whole run succeeded (atomically).
+        if let out { try AtomicWrite.write(lines, to: URL(fileURLWithPath: out)) }
+        if let emitWeights {
+            let data = try JSONSerialization.data(withJSONObject: emitted, options: [.sortedKeys, .prettyPrinted])
+            try AtomicWrite.write(data, to: URL(fileURLWithPath: emitWeights))
+        }
+        let summary = RunSummary(results: results, method: method)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try enc.encode(summary), as: UTF8.self))
+        } else {
+            print(Self.table(summary))
+        }
+    }
+
+    /// `{"layers": [{"layer": l, "routing_weights": {"expert_i": w}}]}`, weights normalised
+    /// to sum 1 per layer as the override semantics apply them (c3po-method.md).
+    static func officialForm(_ o: RoutingOverride) -> [String: Any] {
+        let layers: [[String: Any]] = o.layers.keys.sorted().map { l in
+            let w = o.layers[l] ?? []
+            let s = w.reduce(0, +)
+            var m: [String: Double] = [:]
+            for (i, v) in w.enumerated() { m["expert_\(i)"] = Double(s > 0 ? v / s : v) }
+            return ["layer": l, "routing_weights": m]
+        }
+        return ["layers": layers]
+    }
+
+    static func table(_ s: RunSummary) -> String {
+        func pct(_ x: Double) -> String { String(format: "%6.1f%%", 100 * x) }
+        var rows = ["method: \(s.method)",
+                    "task                          total     base    c3po"]
+        for (t, v) in s.byTask.sorted(by: { $0.key < $1.key }) {
+            rows.append(t.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: " %7d ", v.total) + pct(v.baseAccuracy) + " " + pct(v.c3poAccuracy))
+        }
+        rows.append("all".padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: " %7d ", s.total) + pct(s.baseAccuracy) + " " + pct(s.c3poAccuracy))
+        rows.append("improved \(s.improved), worsened \(s.worsened), skipped \(s.skipped)")
+        rows.append(String(format: "seconds per sample: base %.4f, c3po %.4f; overhead ratio %.3f",
+                           s.baseSecondsPerSample, s.secondsPerSample, s.c3poOverheadRatio))
+        return rows.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,310 @@
+import C3POCore
+import Foundation
+
+/// Errors from loading a BERT encoder.
+public enum BertModelError: Error, CustomStringConvertible {
+    case missingFile(URL)
+    case badConfig(URL, String)
+
+    public var description: String {
+        switch self {
+        case let .missingFile(url): return "\(url.path): missing"
+        case let .badConfig(url, why): return "\(url.path): \(why)"
+        }
+    }
+}
+
+/// `config.json` of a Hugging Face BERT checkpoint (`BertConfig` in transformers).
+public struct BertConfig: Codable, Sendable, Equatable {
+    public var hiddenSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var intermediateSize: Int
+    public var maxPositionEmbeddings: Int
+    public var typeVocabSize: Int
+    public var vocabSize: Int
+    public var layerNormEps: Float
+    public var hiddenAct: String
+    public var positionEmbeddingType: String
+    public var nameOrPath: String?
+
+    enum CodingKeys: String, CodingKey {
+        case hiddenSize = "hidden_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case intermediateSize = "intermediate_size"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case typeVocabSize = "type_vocab_size"
+        case vocabSize = "vocab_size"
+        case layerNormEps = "layer_norm_eps"
+        case hiddenAct = "hidden_act"
+        case positionEmbeddingType = "position_embedding_type"
+        case nameOrPath = "_name_or_path"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+        numHiddenLayers = try c.decode(Int.self, forKey: .numHiddenLayers)
+        numAttentionHeads = try c.decode(Int.self, forKey: .numAttentionHeads)
+        intermediateSize = try c.decode(Int.self, forKey: .intermediateSize)
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 512
+        typeVocabSize = try c.decodeIfPresent(Int.self, forKey: .typeVocabSize) ?? 2
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? 1e-12
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "gelu"
+        positionEmbeddingType = try c.decodeIfPresent(String.self, forKey: .positionEmbeddingType) ?? "absolute"
+        nameOrPath = try c.decodeIfPresent(String.self, forKey: .nameOrPath)
+    }
+
+    public var headDim: Int { hiddenSize / numAttentionHeads }
+
+    /// What this implementation supports; checked once after decoding.
+    func validate(_ url: URL) throws {
+        guard hiddenSize > 0, numHiddenLayers > 0, numAttentionHeads > 0, intermediateSize > 0, vocabSize > 0 else {
+            throw BertModelError.badConfig(url, "sizes must be positive")
+        }
+        guard hiddenSize % numAttentionHeads == 0 else {
+            throw BertModelError.badConfig(url, "hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+        }
+        guard hiddenAct == "gelu" else { throw BertModelError.badConfig(url, "hidden_act '\(hiddenAct)' unsupported (need gelu)") }
+        guard positionEmbeddingType == "absolute" else {
+            throw BertModelError.badConfig(url, "position_embedding_type '\(positionEmbeddingType)' unsupported (need absolute)")
+        }
+    }
+}
+
+/// A BERT encoder (transformers `BertModel` without the pooler), weights converted to f32
+/// once at load. Sequences are processed packed, without padding: the linear layers see all
+/// tokens of a batch as one matrix, and attention runs per sequence over its own tokens,
+/// which is exactly what the padding mask computes, minus the wasted rows.
+public final class BertModel: @unchecked Sendable {
+    public let config: BertConfig
+
+    private struct Layer {
+        var qkvWeight: [Float]   // [3·hidden, hidden]: query, key, value stacked
+        var qkvBias: [Float]     // [3·hidden]
+        var outWeight: [Float]   // [hidden, hidden]
+        var outBias: [Float]
+        var attnNormWeight: [Float], attnNormBias: [Float]
+        var upWeight: [Float]    // [intermediate, hidden]
+        var upBias: [Float]
+        var downWeight: [Float]  // [hidden, intermediate]
+        var downBias: [Float]
+        var outNormWeight: [Float], outNormBias: [Float]
+    }
+
+    private let wordEmbeddings: [Float]      // [vocab, hidden]
+    private let positionEmbeddings: [Float]  // [maxPositions, hidden]
+    private let tokenTypeEmbeddings: [Float] // [typeVocab, hidden]
+    private let embNormWeight: [Float], embNormBias: [Float]
+    private let layers: [Layer]
+
+    public init(directory: URL) throws {
+        let cfgURL = directory.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: cfgURL.path) else { throw BertModelError.missingFile(cfgURL) }
+        do {
+            config = try JSONDecoder().decode(BertConfig.self, from: Data(contentsOf: cfgURL))
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw BertModelError.badConfig(cfgURL, "missing key '\(key.stringValue)'")
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw BertModelError.badConfig(cfgURL, "key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch {
+            throw BertModelError.badConfig(cfgURL, "not a valid JSON object")
+        }
+        try config.validate(cfgURL)
+        let weightsURL = directory.appendingPathComponent("model.safetensors")
+        guard FileManager.default.fileExists(atPath: weightsURL.path) else { throw BertModelError.missingFile(weightsURL) }
+        let st = try SafetensorsFile(url: weightsURL)
+        // Checkpoints saved from BertForX carry a "bert." prefix.
+        let prefix = st.tensors["embeddings.word_embeddings.weight"] == nil && st.tensors["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        let h = config.hiddenSize, inter = config.intermediateSize
+        func load(_ name: String, _ shape: [Int]) throws -> [Float] {
+            let t = try st.tensor(prefix + name)
+            guard t.shape == shape else {
+                throw SafetensorsFile.Error.badTensor(weightsURL, prefix + name, "shape \(t.shape), expected \(shape)")
+            }
+            guard t.isFloat else { throw SafetensorsFile.Error.badTensor(weightsURL, prefix + name, "dtype \(t.dtype), expected F32, F16 or BF16") }
+            return t.floats()
+        }
+        wordEmbeddings = try load("embeddings.word_embeddings.weight", [config.vocabSize, h])
+        positionEmbeddings = try load("embeddings.position_embeddings.weight", [config.maxPositionEmbeddings, h])
+        tokenTypeEmbeddings = try load("embeddings.token_type_embeddings.weight", [config.typeVocabSize, h])
+        embNormWeight = try load("embeddings.LayerNorm.weight", [h])
+        embNormBias = try load("embeddings.LayerNorm.bias", [h])
+        var layers: [Layer] = []
+        for i in 0..<config.numHiddenLayers {
+            let p = "encoder.layer.\(i)."
+            let qkvW = try load(p + "attention.self.query.weight", [h, h]) + load(p + "attention.self.key.weight", [h, h])
+                + load(p + "attention.self.value.weight", [h, h])
+            let qkvB = try load(p + "attention.self.query.bias", [h]) + load(p + "attention.self.key.bias", [h])
+                + load(p + "attention.self.value.bias", [h])
+            layers.append(Layer(
+                qkvWeight: qkvW, qkvBias: qkvB,
+                outWeight: try load(p + "attention.output.dense.weight", [h, h]),
+                outBias: try load(p + "attention.output.dense.bias", [h]),
+                attnNormWeight: try load(p + "attention.output.LayerNorm.weight", [h]),
+                attnNormBias: try load(p + "attention.output.LayerNorm.bias", [h]),
+                upWeight: try load(p + "intermediate.dense.weight", [inter, h]),
+                upBias: try load(p + "intermediate.dense.bias", [inter]),
+                downWeight: try load(p + "output.dense.weight", [h, inter]),
+                downBias: try load(p + "output.dense.bias", [h]),
+                outNormWeight: try load(p + "output.LayerNorm.weight", [h]),
+                outNormBias: try load(p + "output.LayerNorm.bias", [h])))
+        }
+        self.layers = layers
+    }
+
+    /// Last hidden states of the sequences, packed: [sum of lengths, hidden], sequence after
+    /// sequence. Ids must lie in 0..<vocabSize and each sequence fit maxPositionEmbeddings.
+    public func forward(_ sequences: [[Int]], threads: Int = Parallel.defaultThreads) -> [Float] {
+        let h = config.hiddenSize, inter = config.intermediateSize
+        let heads = config.numAttentionHeads, d = config.headDim
+        var starts: [Int] = []
+        var total = 0
+        for s in sequences { starts.append(total); total += s.count }
+        guard total > 0 else { return [] }
+
+        var x = [Float](repeating: 0, count: total * h)          // [tokens, hidden]
+        var qkv = [Float](repeating: 0, count: total * 3 * h)    // [tokens, 3·hidden]
+        var ctx = [Float](repeating: 0, count: total * h)        // [tokens, hidden]
+        var tmp = [Float](repeating: 0, count: total * h)        // [tokens, hidden]
+        var up = [Float](repeating: 0, count: total * inter)     // [tokens, intermediate]
+        let eps = config.layerNormEps
+
+        // Embeddings: word + position + token type 0, then LayerNorm.
+        x.withUnsafeMutableBufferPointer { xb in
+            let xp = xb.baseAddress!
+            wordEmbeddings.withUnsafeBufferPointer { we in
+                positionEmbeddings.withUnsafeBufferPointer { pe in
+                    tokenTypeEmbeddings.withUnsafeBufferPointer { te in
+                        for (si, seq) in sequences.enumerated() {
+                            for (pos, id) in seq.enumerated() {
+                                let row = xp + (starts[si] + pos) * h
+                                let w = we.baseAddress! + id * h, p = pe.baseAddress! + pos * h, t = te.baseAddress!
+                                for j in 0..<h { row[j] = w[j] + p[j] + t[j] }
+                            }
+                        }
+                    }
+                }
+            }
+            Self.layerNorm(xp, rows: total, width: h, weight: embNormWeight, bias: embNormBias, eps: eps, threads: threads)
+        }
+
+        let scale = 1 / Float(d).squareRoot()
+        for layer in layers {
+            x.withUnsafeMutableBufferPointer { xb in
+            qkv.withUnsafeMutableBufferPointer { qb in
+            ctx.withUnsafeMutableBufferPointer { cb in
+            tmp.withUnsafeMutableBufferPointer { tb in
+            up.withUnsafeMutableBufferPointer { ub in
+                let xp = xb.baseAddress!, qp = qb.baseAddress!, cp = cb.baseAddress!, tp = tb.baseAddress!, upp = ub.baseAddress!
+                // qkv [tokens, 3·hidden] = x [tokens, hidden] · Wqkvᵀ [hidden, 3·hidden] + b
+                layer.qkvWeight.withUnsafeBufferPointer { w in
+                    layer.qkvBias.withUnsafeBufferPointer { b in
+                        BLAS.linear(xp, rows: total, inFeatures: h, weight: w.baseAddress!, outFeatures: 3 * h, bias: b.baseAddress!, into: qp)
+                    }
+                }
+                // Attention per sequence (its own tokens only: the padding mask), all heads.
+                let qIn = UnsafePointer(qp)
+                Parallel.forEach(sequences.count, threads: threads) { si in
+                    let n = sequences[si].count
+                    guard n > 0 else { return }
+                    let base = qIn + starts[si] * 3 * h
+                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n) // [n, n]
+                    defer { scores.deallocate() }
+                    for head in 0..<heads {
+                        let q = base + head * d, k = base + h + head * d, v = base + 2 * h + head * d
+                        // scores [n, n] = scale · Q [n, d] · Kᵀ [d, n]
+                        BLAS.sgemm(transB: true, m: n, n: n, k: d, alpha: scale, a: q, lda: 3 * h, b: k, ldb: 3 * h, c: scores, ldc: n)
+                        Self.softmaxRows(scores, rows: n, width: n)
+                        // ctx[:, head] [n, d] = P [n, n] · V [n, d]
+                        BLAS.sgemm(m: n, n: d, k: n, a: scores, lda: n, b: v, ldb: 3 * h,
+                                   c: cp + starts[si] * h + head * d, ldc: h)
+                    }
+                }
+                // tmp [tokens, hidden] = ctx · Woᵀ + b; x = LayerNorm(x + tmp)
+                layer.outWeight.withUnsafeBufferPointer { w in
+                    layer.outBias.withUnsafeBufferPointer { b in
+                        BLAS.linear(cp, rows: total, inFeatures: h, weight: w.baseAddress!, outFeatures: h, bias: b.baseAddress!, into: tp)
+                    }
+                }
+                Self.addLayerNorm(xp, tp, rows: total, width: h, weight: layer.attnNormWeight, bias: layer.attnNormBias, eps: eps, threads: threads)
+                // up [tokens, intermediate] = GELU(x · W1ᵀ + b1)
+                layer.upWeight.withUnsafeBufferPointer { w in
+                    layer.upBias.withUnsafeBufferPointer { b in
+                        BLAS.linear(xp, rows: total, inFeatures: h, weight: w.baseAddress!, outFeatures: inter, bias: b.baseAddress!, into: upp)
+                    }
+                }
+                Self.gelu(upp, count: total * inter, threads: threads)
+                // tmp [tokens, hidden] = up · W2ᵀ + b2; x = LayerNorm(x + tmp)
+                layer.downWeight.withUnsafeBufferPointer { w in
+                    layer.downBias.withUnsafeBufferPointer { b in
+                        BLAS.linear(upp, rows: total, inFeatures: inter, weight: w.baseAddress!, outFeatures: h, bias: b.baseAddress!, into: tp)
+                    }
+                }
+                Self.addLayerNorm(xp, tp, rows: total, width: h, weight: layer.outNormWeight, bias: layer.outNormBias, eps: eps, threads: threads)
+            }}}}}
+        }
+        return x
+    }
+
+    // MARK: kernels
+
+    /// Row-wise softmax in place, max-subtracted.
+    static func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        for r in 0..<rows {
+            let row = p + r * width
+            var m = -Float.infinity
+            for j in 0..<width { m = max(m, row[j]) }
+            var s: Float = 0
+            for j in 0..<width { let e = expf(row[j] - m); row[j] = e; s += e }
+            let inv = 1 / s
+            for j in 0..<width { row[j] *= inv }
+        }
+    }
+
+    /// LayerNorm over the last axis in place (biased variance, eps inside the root, as torch).
+    static func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, weight: [Float], bias: [Float], eps: Float, threads: Int) {
+        addLayerNorm(x, nil, rows: rows, width: width, weight: weight, bias: bias, eps: eps, threads: threads)
+    }
+
+    /// x = LayerNorm(x + residual), row by row.
+    static func addLayerNorm(_ x: UnsafeMutablePointer<Float>, _ residual: UnsafeMutablePointer<Float>?, rows: Int, width: Int,
+                             weight: [Float], bias: [Float], eps: Float, threads: Int) {
+        weight.withUnsafeBufferPointer { wb in
+            bias.withUnsafeBufferPointer { bb in
+                let w = wb.baseAddress!, b = bb.baseAddress!
+                let chunks = min(threads, max(1, rows / 64))
+                Parallel.forEach(chunks, threads: chunks) { c in
+                    for r in (rows * c / chunks)..<(rows * (c + 1) / chunks) {
+                        let row = x + r * width
+                        if let residual {
+                            let res = residual + r * width
+                            for j in 0..<width { row[j] += res[j] }
+                        }
+                        var mean: Float = 0
+                        for j in 0..<width { mean += row[j] }
+                        mean /= Float(width)
+                        var variance: Float = 0
+                        for j in 0..<width { let t = row[j] - mean; variance += t * t }
+                        variance /= Float(width)
+                        let inv = 1 / (variance + eps).squareRoot()
+                        for j in 0..<width { row[j] = (row[j] - mean) * inv * w[j] + b[j] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Exact GELU, x · Φ(x) = 0.5 · x · (1 + erf(x / √2)) (transformers' "gelu"), in place.
+    static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int, threads: Int) {
+        let chunks = min(threads, max(1, count / 16384))
+        Parallel.forEach(chunks, threads: chunks) { c in
+            for i in (count * c / chunks)..<(count * (c + 1) / chunks) {
+                let v = x[i]
+                x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752))
+            }
+        }
+    }
+}

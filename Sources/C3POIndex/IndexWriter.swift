@@ -1,0 +1,113 @@
+import C3POCore
+import Foundation
+
+/// Everything an index folder holds, in memory, before it is written.
+public struct IndexContents: Sendable {
+    /// Rows in order; `records[i].row` is rewritten to `i` on write.
+    public var records: [ReferenceRecord]
+    /// [count, layers, experts], row-major.
+    public var pathways: [Float]
+    /// [count, dimension], row-major, each row L2-normalised.
+    public var embeddings: [Float]
+    public var layers: Int
+    public var experts: Int
+    public var embedderID: String
+    public var dimension: Int
+    public var sources: [IndexManifest.Source]
+    public var model: IndexModelInfo?
+    /// nil: the paper's default (the last 5 layers).
+    public var criticalLayers: [Int]?
+    public var mixing: IndexManifest.Mixing
+    public var filters: IndexManifest.Filters
+    /// faiss search parameters stored in the manifest and applied on load ("nprobe").
+    public var searchParameters: [String: Double]
+
+    public init(records: [ReferenceRecord], pathways: [Float], embeddings: [Float], layers: Int, experts: Int,
+                embedderID: String, dimension: Int, sources: [IndexManifest.Source], model: IndexModelInfo? = nil,
+                criticalLayers: [Int]? = nil, mixing: IndexManifest.Mixing = .defaults,
+                filters: IndexManifest.Filters = IndexManifest.Filters(), searchParameters: [String: Double] = [:]) {
+        self.records = records; self.pathways = pathways; self.embeddings = embeddings
+        self.layers = layers; self.experts = experts; self.embedderID = embedderID; self.dimension = dimension
+        self.sources = sources; self.model = model; self.criticalLayers = criticalLayers; self.mixing = mixing
+        self.filters = filters; self.searchParameters = searchParameters
+    }
+
+    public var count: Int { records.count }
+
+    /// Records per task.
+    public var taskCounts: [String: Int] {
+        records.reduce(into: [:]) { $0[$1.task, default: 0] += 1 }
+    }
+}
+
+/// Writes an index folder (format of Index/README.md) atomically.
+public enum IndexWriter {
+    /// Builds the FAISS index from `factory` (training it on the embeddings when the type
+    /// needs training, e.g. IVF), then writes every file into a temporary sibling of
+    /// `directory` that replaces it only when complete. `extraFiles` (e.g.
+    /// `task_weights.json`) are written beside the others. Returns the manifest.
+    @discardableResult
+    public static func write(_ contents: IndexContents, factory: String, to directory: URL,
+                             extraFiles: [String: Data] = [:]) throws -> IndexManifest {
+        let n = contents.count, d = contents.dimension
+        let bad = { (why: String) in ReferenceIndexError.badArgument("cannot write index \(directory.path): \(why)") }
+        guard contents.layers > 0, contents.experts > 0, d > 0 else { throw bad("layers, experts and dimension must be positive") }
+        guard contents.embeddings.count == n * d else {
+            throw bad("embeddings hold \(contents.embeddings.count) values, \(n) records of dimension \(d) need \(n * d)")
+        }
+        guard contents.pathways.count == n * contents.layers * contents.experts else {
+            throw bad("pathways hold \(contents.pathways.count) values, \(n) records of \(contents.layers)x\(contents.experts) need \(n * contents.layers * contents.experts)")
+        }
+        let critical = contents.criticalLayers ?? IndexManifest.defaultCriticalLayers(layers: contents.layers)
+        if let l = critical.first(where: { !(0..<contents.layers).contains($0) }) {
+            throw bad("critical layer \(l) outside 0..<\(contents.layers)")
+        }
+        let reserved: Set<String> = [ReferenceIndex.manifestFile, ReferenceIndex.embeddingsFile, ReferenceIndex.faissFile,
+                                     ReferenceIndex.pathwaysFile, ReferenceIndex.recordsFile]
+        for name in extraFiles.keys where reserved.contains(name) || name.contains("/") || name.hasPrefix(".") {
+            throw bad("extra file name '\(name)' is reserved or not a plain file name")
+        }
+
+        // FAISS first: a factory error or too little training data fails before any file is written.
+        let faiss = try FaissIndex(dimension: d, factory: factory, metric: .innerProduct)
+        if !faiss.isTrained {
+            do {
+                try faiss.train(contents.embeddings)
+            } catch let e as FaissIndex.Error {
+                // faiss's k-means refuses fewer points than IVF lists; keep its message.
+                throw ReferenceIndexError.trainingFailed(factory: factory, count: n, faissMessage: e.message)
+            }
+        }
+        try faiss.add(contents.embeddings)
+        for (name, value) in contents.searchParameters.sorted(by: { $0.key < $1.key }) {
+            try faiss.setParameter(name, value)
+        }
+
+        var records = contents.records
+        for i in records.indices { records[i].row = i }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        let manifest = IndexManifest(
+            created: formatter.string(from: Date()),
+            embedder: .init(id: contents.embedderID, dimension: d), model: contents.model,
+            layers: contents.layers, experts: contents.experts, criticalLayers: critical, factory: factory,
+            count: n, tasks: contents.taskCounts, sources: contents.sources, filters: contents.filters,
+            mixing: contents.mixing, searchParameters: contents.searchParameters)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let manifestData = try encoder.encode(manifest)
+
+        try AtomicWrite.buildDirectory(at: directory) { tmp in
+            try NPY.encode(float32: contents.embeddings, shape: [n, d])
+                .write(to: tmp.appendingPathComponent(ReferenceIndex.embeddingsFile))
+            try NPY.encode(float32: contents.pathways, shape: [n, contents.layers, contents.experts])
+                .write(to: tmp.appendingPathComponent(ReferenceIndex.pathwaysFile))
+            try faiss.write(to: tmp.appendingPathComponent(ReferenceIndex.faissFile))
+            try JSONLines.encode(records).write(to: tmp.appendingPathComponent(ReferenceIndex.recordsFile))
+            for (name, data) in extraFiles { try data.write(to: tmp.appendingPathComponent(name)) }
+            // The manifest last: a folder with a manifest is a complete folder.
+            try manifestData.write(to: tmp.appendingPathComponent(ReferenceIndex.manifestFile))
+        }
+        return manifest
+    }
+}

@@ -1,0 +1,405 @@
+import C3POCore
+import C3POEmbedding
+import Foundation
+
+// The on-disk reference index (format of Index/README.md, version 1) and the types the
+// runtime codes against: records, manifest, the loaded index with its neighbour search.
+
+/// One reference sample: line `row` of `records.jsonl`, row `row` of every array.
+public struct ReferenceRecord: Codable, Sendable, Equatable {
+    public var row: Int
+    /// `<task>_<case_id>` for archive records, the dataset id for benchmark records.
+    public var id: String
+    public var task: String
+    /// The text that was embedded (rule: Index/README.md, "Which text is embedded").
+    public var question: String
+    /// The gold answer label ("C").
+    public var gold: String
+    /// The label the model answered, when known.
+    public var modelAnswer: String?
+    public var correct: Bool
+    /// Where the record came from: `<archive file name>:<entry path>` or a dataset file.
+    public var source: String
+    /// The full prompt the model saw (`input_text`), when known.
+    public var prompt: String?
+
+    enum CodingKeys: String, CodingKey {
+        case row, id, task, question, gold, correct, source, prompt
+        case modelAnswer = "model_answer"
+    }
+
+    public init(row: Int, id: String, task: String, question: String, gold: String, modelAnswer: String?,
+                correct: Bool, source: String, prompt: String?) {
+        self.row = row; self.id = id; self.task = task; self.question = question; self.gold = gold
+        self.modelAnswer = modelAnswer; self.correct = correct; self.source = source; self.prompt = prompt
+    }
+}
+
+/// The model identity stored in a manifest: the same JSON keys as C3POModel's
+/// `ModelIdentity` (C3POIndex does not depend on C3POModel).
+public struct IndexModelInfo: Codable, Sendable, Equatable {
+    public var id: String
+    public var configSHA256: String
+    public var layers: Int
+    public var experts: Int
+    public var topK: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, layers, experts
+        case configSHA256 = "config_sha256"
+        case topK = "top_k"
+    }
+
+    public init(id: String, configSHA256: String, layers: Int, experts: Int, topK: Int) {
+        self.id = id; self.configSHA256 = configSHA256; self.layers = layers; self.experts = experts; self.topK = topK
+    }
+}
+
+/// `manifest.json`: what an index folder is.
+public struct IndexManifest: Codable, Sendable, Equatable {
+    public static let formatName = "c3po-index"
+    public static let currentVersion = 1
+    public static let toolName = "c3po-index 0.1.0"
+
+    public struct Embedder: Codable, Sendable, Equatable {
+        public var id: String
+        public var dimension: Int
+        public init(id: String, dimension: Int) { self.id = id; self.dimension = dimension }
+    }
+
+    public struct Source: Codable, Sendable, Equatable {
+        public var path: String
+        /// "archive", "dataset" or "embeddings".
+        public var kind: String
+        public var sha256: String
+        /// Records read from this source (before the correctness and dedup filters).
+        public var records: Int
+        public init(path: String, kind: String, sha256: String, records: Int) {
+            self.path = path; self.kind = kind; self.sha256 = sha256; self.records = records
+        }
+    }
+
+    public struct Filters: Codable, Sendable, Equatable {
+        public var includeIncorrect: Bool
+        public var skipInvalid: Bool
+        public var skippedInvalid: Int
+        public var skippedIncorrect: Int
+        /// The dedup cosine threshold, nil when dedup was off.
+        public var dedup: Double?
+        public var deduplicated: Int
+
+        enum CodingKeys: String, CodingKey {
+            case includeIncorrect = "include_incorrect", skipInvalid = "skip_invalid"
+            case skippedInvalid = "skipped_invalid", skippedIncorrect = "skipped_incorrect"
+            case dedup, deduplicated
+        }
+
+        public init(includeIncorrect: Bool = false, skipInvalid: Bool = false, skippedInvalid: Int = 0,
+                    skippedIncorrect: Int = 0, dedup: Double? = nil, deduplicated: Int = 0) {
+            self.includeIncorrect = includeIncorrect; self.skipInvalid = skipInvalid
+            self.skippedInvalid = skippedInvalid; self.skippedIncorrect = skippedIncorrect
+            self.dedup = dedup; self.deduplicated = deduplicated
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(includeIncorrect, forKey: .includeIncorrect)
+            try c.encode(skipInvalid, forKey: .skipInvalid)
+            try c.encode(skippedInvalid, forKey: .skippedInvalid)
+            try c.encode(skippedIncorrect, forKey: .skippedIncorrect)
+            try c.encode(dedup, forKey: .dedup) // explicit null when off
+            try c.encode(deduplicated, forKey: .deduplicated)
+        }
+    }
+
+    public struct Mixing: Codable, Sendable, Equatable {
+        /// "defaults" (no model seen) or "leave-one-out" (chosen at build time, task_weights.json).
+        public var source: String
+        public var alpha: Double
+        public var bandwidth: Double
+        public init(source: String, alpha: Double, bandwidth: Double) {
+            self.source = source; self.alpha = alpha; self.bandwidth = bandwidth
+        }
+        public static let defaults = Mixing(source: "defaults", alpha: 0.0, bandwidth: 0.25)
+    }
+
+    public var format: String
+    public var formatVersion: Int
+    public var created: String
+    public var tool: String
+    public var embedder: Embedder
+    public var model: IndexModelInfo?
+    public var layers: Int
+    public var experts: Int
+    public var criticalLayers: [Int]
+    public var factory: String
+    public var metric: String
+    public var count: Int
+    public var tasks: [String: Int]
+    public var sources: [Source]
+    public var filters: Filters
+    public var mixing: Mixing
+    /// faiss search-time parameters applied on load ("nprobe", "efSearch"); empty for Flat.
+    public var searchParameters: [String: Double]
+
+    enum CodingKeys: String, CodingKey {
+        case format, created, tool, embedder, model, layers, experts, factory, metric, count, tasks, sources, filters, mixing
+        case formatVersion = "format_version"
+        case criticalLayers = "critical_layers"
+        case searchParameters = "search_parameters"
+    }
+
+    public init(format: String = IndexManifest.formatName, formatVersion: Int = IndexManifest.currentVersion,
+                created: String, tool: String = IndexManifest.toolName, embedder: Embedder, model: IndexModelInfo?,
+                layers: Int, experts: Int, criticalLayers: [Int], factory: String, metric: String = "inner_product",
+                count: Int, tasks: [String: Int], sources: [Source], filters: Filters, mixing: Mixing,
+                searchParameters: [String: Double] = [:]) {
+        self.format = format; self.formatVersion = formatVersion; self.created = created; self.tool = tool
+        self.embedder = embedder; self.model = model; self.layers = layers; self.experts = experts
+        self.criticalLayers = criticalLayers; self.factory = factory; self.metric = metric; self.count = count
+        self.tasks = tasks; self.sources = sources; self.filters = filters; self.mixing = mixing
+        self.searchParameters = searchParameters
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decode(String.self, forKey: .format)
+        formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+        created = try c.decode(String.self, forKey: .created)
+        tool = try c.decode(String.self, forKey: .tool)
+        embedder = try c.decode(Embedder.self, forKey: .embedder)
+        model = try c.decodeIfPresent(IndexModelInfo.self, forKey: .model)
+        layers = try c.decode(Int.self, forKey: .layers)
+        experts = try c.decode(Int.self, forKey: .experts)
+        criticalLayers = try c.decode([Int].self, forKey: .criticalLayers)
+        factory = try c.decode(String.self, forKey: .factory)
+        metric = try c.decode(String.self, forKey: .metric)
+        count = try c.decode(Int.self, forKey: .count)
+        tasks = try c.decode([String: Int].self, forKey: .tasks)
+        sources = try c.decode([Source].self, forKey: .sources)
+        filters = try c.decode(Filters.self, forKey: .filters)
+        mixing = try c.decode(Mixing.self, forKey: .mixing)
+        searchParameters = try c.decodeIfPresent([String: Double].self, forKey: .searchParameters) ?? [:]
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(format, forKey: .format)
+        try c.encode(formatVersion, forKey: .formatVersion)
+        try c.encode(created, forKey: .created)
+        try c.encode(tool, forKey: .tool)
+        try c.encode(embedder, forKey: .embedder)
+        try c.encode(model, forKey: .model) // explicit null for archive-only indices
+        try c.encode(layers, forKey: .layers)
+        try c.encode(experts, forKey: .experts)
+        try c.encode(criticalLayers, forKey: .criticalLayers)
+        try c.encode(factory, forKey: .factory)
+        try c.encode(metric, forKey: .metric)
+        try c.encode(count, forKey: .count)
+        try c.encode(tasks, forKey: .tasks)
+        try c.encode(sources, forKey: .sources)
+        try c.encode(filters, forKey: .filters)
+        try c.encode(mixing, forKey: .mixing)
+        try c.encode(searchParameters, forKey: .searchParameters)
+    }
+
+    /// The paper's critical layers: the last 5, or all when there are fewer.
+    public static func defaultCriticalLayers(layers: Int) -> [Int] {
+        Array(max(0, layers - 5)..<layers)
+    }
+}
+
+/// Errors of a loaded or written index, naming the file and field at fault.
+public enum ReferenceIndexError: Error, CustomStringConvertible, Equatable {
+    case missingFile(URL)
+    case invalid(URL, String)
+    case embedderMismatch(index: URL, expected: String, got: String)
+    case trainingFailed(factory: String, count: Int, faissMessage: String)
+    case badArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .missingFile(url): return "\(url.path): missing (not a complete index folder)"
+        case let .invalid(url, why): return "\(url.path): \(why)"
+        case let .embedderMismatch(index, expected, got):
+            return "\(index.path): index was built with embedder \(expected), refusing embedder \(got) (rebuild the index or pass the matching --embedder)"
+        case let .trainingFailed(factory, count, message):
+            return "faiss train failed for factory \"\(factory)\" on \(count) records: \(message) (an IVF<n> index needs at least n records; use Flat or fewer lists)"
+        case let .badArgument(why): return why
+        }
+    }
+}
+
+/// One neighbour of a query: a row of the index and its cosine similarity.
+public struct Neighbor: Sendable, Equatable {
+    public var row: Int
+    public var similarity: Float
+    public init(row: Int, similarity: Float) { self.row = row; self.similarity = similarity }
+}
+
+/// An index folder loaded for querying. Loading validates that every file describes
+/// the same records: version, presence, row counts, shapes and dimensions.
+public final class ReferenceIndex: @unchecked Sendable {
+    public static let manifestFile = "manifest.json"
+    public static let embeddingsFile = "embeddings.npy"
+    public static let faissFile = "index.faiss"
+    public static let pathwaysFile = "pathways.npy"
+    public static let recordsFile = "records.jsonl"
+    public static let taskWeightsFile = "task_weights.json"
+
+    public let directory: URL
+    public let manifest: IndexManifest
+    public let records: [ReferenceRecord]
+    /// [count, layers, experts], row-major.
+    public let pathways: [Float]
+    /// [count, dimension], row-major, each row L2-normalised.
+    public let embeddings: [Float]
+    private let faiss: FaissIndex
+
+    public var count: Int { records.count }
+    public var layers: Int { manifest.layers }
+    public var experts: Int { manifest.experts }
+    public var dimension: Int { manifest.embedder.dimension }
+
+    public init(directory: URL) throws {
+        self.directory = directory
+        let fm = FileManager.default
+        func file(_ name: String) throws -> URL {
+            let url = directory.appendingPathComponent(name)
+            guard fm.fileExists(atPath: url.path) else { throw ReferenceIndexError.missingFile(url) }
+            return url
+        }
+        let manifestURL = try file(Self.manifestFile)
+        let manifest: IndexManifest
+        do {
+            manifest = try JSONDecoder().decode(IndexManifest.self, from: Data(contentsOf: manifestURL))
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw ReferenceIndexError.invalid(manifestURL, "missing field '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw ReferenceIndexError.invalid(manifestURL, "field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch let DecodingError.valueNotFound(_, ctx) {
+            throw ReferenceIndexError.invalid(manifestURL, "field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' is null")
+        } catch {
+            throw ReferenceIndexError.invalid(manifestURL, "not valid JSON: \(error)")
+        }
+        guard manifest.format == IndexManifest.formatName else {
+            throw ReferenceIndexError.invalid(manifestURL, "field 'format' is \"\(manifest.format)\", expected \"\(IndexManifest.formatName)\"")
+        }
+        guard manifest.formatVersion == IndexManifest.currentVersion else {
+            throw ReferenceIndexError.invalid(manifestURL, "field 'format_version' is \(manifest.formatVersion), this tool reads version \(IndexManifest.currentVersion)")
+        }
+        guard manifest.layers > 0, manifest.experts > 0, manifest.embedder.dimension > 0, manifest.count >= 0 else {
+            throw ReferenceIndexError.invalid(manifestURL, "fields 'layers', 'experts', 'embedder.dimension' must be positive")
+        }
+        guard manifest.metric == "inner_product" else {
+            throw ReferenceIndexError.invalid(manifestURL, "field 'metric' is \"\(manifest.metric)\", expected \"inner_product\"")
+        }
+        if let bad = manifest.criticalLayers.first(where: { !(0..<manifest.layers).contains($0) }) {
+            throw ReferenceIndexError.invalid(manifestURL, "field 'critical_layers' holds \(bad), outside 0..<\(manifest.layers)")
+        }
+        let n = manifest.count
+
+        let recordsURL = try file(Self.recordsFile)
+        let records = try JSONLines.decode(ReferenceRecord.self, from: recordsURL)
+        guard records.count == n else {
+            throw ReferenceIndexError.invalid(recordsURL, "\(records.count) records, manifest 'count' is \(n)")
+        }
+        var perTask: [String: Int] = [:]
+        for (i, r) in records.enumerated() {
+            guard r.row == i else { throw ReferenceIndexError.invalid(recordsURL, "line \(i + 1): field 'row' is \(r.row), expected \(i)") }
+            perTask[r.task, default: 0] += 1
+        }
+        guard perTask == manifest.tasks else {
+            throw ReferenceIndexError.invalid(manifestURL, "field 'tasks' \(manifest.tasks) disagrees with records.jsonl \(perTask)")
+        }
+
+        let embURL = try file(Self.embeddingsFile)
+        let (eh, emb) = try NPY.readFloats(embURL)
+        guard eh.shape == [n, manifest.embedder.dimension] else {
+            throw ReferenceIndexError.invalid(embURL, "shape \(eh.shape), expected [\(n), \(manifest.embedder.dimension)] (manifest 'count', 'embedder.dimension')")
+        }
+        let pathURL = try file(Self.pathwaysFile)
+        let (ph, paths) = try NPY.readFloats(pathURL)
+        guard ph.shape == [n, manifest.layers, manifest.experts] else {
+            throw ReferenceIndexError.invalid(pathURL, "shape \(ph.shape), expected [\(n), \(manifest.layers), \(manifest.experts)] (manifest 'count', 'layers', 'experts')")
+        }
+        let faissURL = try file(Self.faissFile)
+        let faiss = try FaissIndex(contentsOf: faissURL)
+        guard faiss.dimension == manifest.embedder.dimension else {
+            throw ReferenceIndexError.invalid(faissURL, "dimension \(faiss.dimension), manifest 'embedder.dimension' is \(manifest.embedder.dimension)")
+        }
+        guard faiss.count == n else {
+            throw ReferenceIndexError.invalid(faissURL, "holds \(faiss.count) vectors, manifest 'count' is \(n)")
+        }
+        for (name, value) in manifest.searchParameters.sorted(by: { $0.key < $1.key }) {
+            try faiss.setParameter(name, value)
+        }
+        self.manifest = manifest
+        self.records = records
+        self.embeddings = emb
+        self.pathways = paths
+        self.faiss = faiss
+    }
+
+    /// The pathway of `row`: [layers * experts], row-major (layer-major).
+    public func pathway(row: Int) -> ArraySlice<Float> {
+        let size = layers * experts
+        return pathways[(row * size)..<((row + 1) * size)]
+    }
+
+    /// The stored embedding of `row`: [dimension].
+    public func embedding(row: Int) -> ArraySlice<Float> {
+        embeddings[(row * dimension)..<((row + 1) * dimension)]
+    }
+
+    /// Refuses an embedder other than the one the index was built with.
+    public func checkCompatible(_ embedder: SentenceEmbedder) throws {
+        let want = "\(manifest.embedder.id) (dimension \(manifest.embedder.dimension))"
+        let got = "\(embedder.identifier) (dimension \(embedder.dimension))"
+        guard embedder.identifier == manifest.embedder.id, embedder.dimension == manifest.embedder.dimension else {
+            throw ReferenceIndexError.embedderMismatch(index: directory, expected: want, got: got)
+        }
+    }
+
+    /// The `k` nearest rows of each query (row-major [n, dimension], unit vectors), best
+    /// first. Rows with similarity above `maxSimilarity` (the paper's overlap rule: a
+    /// reference that is a near-copy of the test question is dropped) and rows for which
+    /// `exclude` is true are skipped; the search widens until k remain or the index is
+    /// exhausted.
+    public func search(_ queries: [Float], k: Int, maxSimilarity: Float? = nil, exclude: ((Int) -> Bool)? = nil) throws -> [[Neighbor]] {
+        guard k > 0 else { throw ReferenceIndexError.badArgument("k must be positive, got \(k)") }
+        guard queries.count % dimension == 0 else {
+            throw ReferenceIndexError.badArgument("query holds \(queries.count) values, not a whole number of \(dimension)-dimensional vectors")
+        }
+        let n = queries.count / dimension
+        guard count > 0 else { return Array(repeating: [], count: n) }
+        var out = [[Neighbor]](repeating: [], count: n)
+        var pending = Array(0..<n)
+        var width = min(count, maxSimilarity == nil && exclude == nil ? k : max(2 * k, k + 8))
+        while !pending.isEmpty {
+            var batch = [Float]()
+            batch.reserveCapacity(pending.count * dimension)
+            for q in pending { batch.append(contentsOf: queries[(q * dimension)..<((q + 1) * dimension)]) }
+            let hits = try faiss.search(batch, k: width)
+            var still: [Int] = []
+            for (j, q) in pending.enumerated() {
+                var kept: [Neighbor] = []
+                for h in hits[j] {
+                    if let m = maxSimilarity, h.score > m { continue }
+                    if let exclude, exclude(h.id) { continue }
+                    kept.append(Neighbor(row: h.id, similarity: h.score))
+                    if kept.count == k { break }
+                }
+                // Fewer than `width` hits means the index (or the probed lists) ran out.
+                if kept.count == k || hits[j].count < width || width >= count {
+                    out[q] = kept
+                } else {
+                    still.append(q)
+                }
+            }
+            pending = still
+            width = min(count, width * 4)
+        }
+        return out
+    }
+}

@@ -1,0 +1,412 @@
+import C3POCore
+import C3POEmbedding
+import C3POModel
+import Foundation
+
+/// What `c3po-apply --method` selects.
+public enum MixingMethod: String, CaseIterable, Sendable, Codable {
+    case kernel, mode, task, neighbors, none, oracle
+
+    /// The name printed in every output; the oracle says what it is wherever it appears.
+    public var displayName: String {
+        self == .oracle ? "oracle (uses gold answers: upper bound, analysis only)" : rawValue
+    }
+}
+
+/// How α (and the kernel bandwidth) are chosen per sample.
+public enum AlphaChoice: Sendable, Equatable, CustomStringConvertible {
+    /// The values of the neighbours' tasks stored in the index (build-time
+    /// leave-one-out), similarity-weighted; documented defaults when the index has none.
+    case index
+    /// The paper's per-sample search: every candidate α applied to every neighbour's own
+    /// prompt, kernel-weighted loss on the neighbours' gold answers (real cost).
+    case search
+    case fixed(Float)
+
+    public init?(argument: String) {
+        switch argument {
+        case "index": self = .index
+        case "search": self = .search
+        default:
+            guard let a = Float(argument), a.isFinite, (0...1).contains(a) else { return nil }
+            self = .fixed(a)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .index: return "index"
+        case .search: return "search"
+        case .fixed(let a): return "\(a)"
+        }
+    }
+}
+
+public struct RunnerOptions: Sendable {
+    public var method: MixingMethod = .kernel
+    public var k: Int = MixingDefaults.k
+    public var kernel: MixingKernel = .gaussian
+    /// Nil: from the index (per task) or the defaults.
+    public var bandwidth: Float?
+    public var criticalLayerCount: Int = MixingDefaults.criticalLayerCount
+    public var coreExperts: Int = MixingDefaults.coreExperts
+    public var alpha: AlphaChoice = .index
+    public var maxSimilarity: Float = MixingDefaults.maxSimilarity
+    public var limit: Int?
+    /// Candidate α values of `--alpha search`.
+    public var alphaGrid: [Float] = [0, 0.25, 0.5, 0.75, 1]
+    /// Tail re-evaluations the oracle may spend per sample.
+    public var oracleBudget: Int = 1024
+    public var embedBatchSize: Int = 32
+    public var progress: Bool = true
+
+    public init() {}
+}
+
+public struct NeighborInfo: Codable, Sendable, Equatable {
+    public var id: String
+    public var task: String
+    public var similarity: Float
+}
+
+/// One line of `--out`.
+public struct SampleResult: Codable, Sendable {
+    public var id: String
+    public var task: String
+    public var gold: String
+    public var baseAnswer: String?
+    public var c3poAnswer: String?
+    public var baseCorrect: Bool
+    public var c3poCorrect: Bool
+    public var neighbors: [NeighborInfo]
+    public var alpha: Float?
+    public var bandwidth: Float?
+    public var method: String
+    /// Seconds of the base model's answer (tokenisation + full prefill).
+    public var secondsBase: Double
+    /// Seconds of the C3PO answer, base included: + embedding (batch share) + retrieval
+    /// + re-mixing + tail re-evaluation.
+    public var secondsC3PO: Double
+    /// Why the sample was not run (never counted in the accuracies).
+    public var skipped: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, task, gold, neighbors, alpha, bandwidth, method, skipped
+        case baseAnswer = "base_answer"
+        case c3poAnswer = "c3po_answer"
+        case baseCorrect = "base_correct"
+        case c3poCorrect = "c3po_correct"
+        case secondsBase = "seconds_base"
+        case secondsC3PO = "seconds_c3po"
+    }
+}
+
+/// What `--json` prints.
+public struct RunSummary: Codable, Sendable {
+    public struct TaskSummary: Codable, Sendable, Equatable {
+        public var total: Int
+        public var baseAccuracy: Double
+        public var c3poAccuracy: Double
+        enum CodingKeys: String, CodingKey {
+            case total
+            case baseAccuracy = "base_accuracy"
+            case c3poAccuracy = "c3po_accuracy"
+        }
+    }
+
+    public var total: Int
+    public var baseAccuracy: Double
+    public var c3poAccuracy: Double
+    public var improved: Int
+    public var worsened: Int
+    public var byTask: [String: TaskSummary]
+    public var secondsPerSample: Double
+    public var baseSecondsPerSample: Double
+    public var c3poOverheadRatio: Double
+    public var method: String
+    public var skipped: Int
+
+    enum CodingKeys: String, CodingKey {
+        case total, improved, worsened, method, skipped
+        case baseAccuracy = "base_accuracy"
+        case c3poAccuracy = "c3po_accuracy"
+        case byTask = "by_task"
+        case secondsPerSample = "seconds_per_sample"
+        case baseSecondsPerSample = "base_seconds_per_sample"
+        case c3poOverheadRatio = "c3po_overhead_ratio"
+    }
+
+    public init(results: [SampleResult], method: MixingMethod) {
+        let run = results.filter { $0.skipped == nil }
+        total = run.count
+        skipped = results.count - run.count
+        func acc(_ xs: [SampleResult], _ f: (SampleResult) -> Bool) -> Double {
+            xs.isEmpty ? 0 : Double(xs.filter(f).count) / Double(xs.count)
+        }
+        baseAccuracy = acc(run) { $0.baseCorrect }
+        c3poAccuracy = acc(run) { $0.c3poCorrect }
+        improved = run.filter { !$0.baseCorrect && $0.c3poCorrect }.count
+        worsened = run.filter { $0.baseCorrect && !$0.c3poCorrect }.count
+        var tasks: [String: TaskSummary] = [:]
+        for t in Set(run.map(\.task)) {
+            let xs = run.filter { $0.task == t }
+            tasks[t] = TaskSummary(total: xs.count, baseAccuracy: acc(xs) { $0.baseCorrect }, c3poAccuracy: acc(xs) { $0.c3poCorrect })
+        }
+        byTask = tasks
+        let base = run.reduce(0) { $0 + $1.secondsBase }, c3po = run.reduce(0) { $0 + $1.secondsC3PO }
+        secondsPerSample = run.isEmpty ? 0 : c3po / Double(run.count)
+        baseSecondsPerSample = run.isEmpty ? 0 : base / Double(run.count)
+        c3poOverheadRatio = base > 0 ? (c3po - base) / base : 0
+        self.method = method.displayName
+    }
+}
+
+public enum RunnerError: Error, CustomStringConvertible {
+    case incompatibleIndex(String)
+    case missing(String)
+
+    public var description: String {
+        switch self {
+        case .incompatibleIndex(let s): return s
+        case .missing(let s): return s
+        }
+    }
+}
+
+/// Answers a test set with the base model and with C3PO re-mixing.
+///
+/// Per sample: one full prefill (the base answer, and the router's own pathway ω), a
+/// re-mixed pathway for the critical layers, then only the last position's tail from
+/// the lowest critical layer up (`reevaluateTail`) for the C3PO answer.
+public final class C3PORunner {
+    public let model: RoutedMoEModel
+    public let embedder: SentenceEmbedder
+    public let pool: ReferencePool
+    public let taskWeights: TaskWeights?
+    public let options: RunnerOptions
+    /// α and bandwidth when the index has no per-task values (its manifest's `mixing`).
+    public let defaultAlpha: Float
+    public let defaultBandwidth: Float
+    public let criticalLayers: [Int]
+
+    public init(model: RoutedMoEModel, embedder: SentenceEmbedder, pool: ReferencePool, taskWeights: TaskWeights?,
+                options: RunnerOptions, defaultAlpha: Float = MixingDefaults.alpha,
+                defaultBandwidth: Float = MixingDefaults.bandwidth) throws {
+        guard pool.layers == model.layerCount, pool.experts == model.expertCount else {
+            throw RunnerError.incompatibleIndex(
+                "the index holds pathways of \(pool.layers) layers × \(pool.experts) experts; the model has \(model.layerCount) layers × \(model.expertCount) experts")
+        }
+        guard options.k >= 1 else { throw MixingError.invalidParameter("k must be at least 1 (got \(options.k))") }
+        guard options.criticalLayerCount >= 1 else { throw MixingError.invalidParameter("critical layers must be at least 1") }
+        if let b = options.bandwidth, !(b.isFinite && b > 0) { throw MixingError.invalidParameter("bandwidth must be positive (got \(b))") }
+        if options.method == .task, taskWeights?.tasks.values.contains(where: { $0.pathway != nil }) != true {
+            throw RunnerError.missing("--method task needs per-task pathways (task_weights.json), which only an index built with --model has")
+        }
+        if options.alpha == .search, pool.references.contains(where: { $0.correct && ($0.prompt == nil || $0.gold == nil) }) {
+            throw RunnerError.missing("--alpha search runs the model on the neighbours' prompts; this index's records carry no prompt/gold (build it with --model/--benchmark)")
+        }
+        self.model = model; self.embedder = embedder; self.pool = pool; self.taskWeights = taskWeights
+        self.options = options; self.defaultAlpha = defaultAlpha; self.defaultBandwidth = defaultBandwidth
+        criticalLayers = MixingDefaults.criticalLayers(layerCount: model.layerCount, count: options.criticalLayerCount)
+    }
+
+    /// Runs `questions` (after `limit`); `onResult` gets each result and its override
+    /// (nil for the base method or a skip) as soon as it is known.
+    @discardableResult
+    public func run(_ questions: [MCQuestion], onResult: (SampleResult, RoutingOverride?) throws -> Void = { _, _ in }) throws -> [SampleResult] {
+        let qs = options.limit.map { Array(questions.prefix($0)) } ?? questions
+        guard !qs.isEmpty else { return [] }
+        let needsNeighbours = options.method != .none && options.method != .oracle
+        var hits: [[ReferencePool.Hit]] = Array(repeating: [], count: qs.count)
+        var overlaps: [Set<Int>] = Array(repeating: [], count: qs.count)
+        var embedShare = 0.0, searchShare = 0.0
+        if needsNeighbours {
+            let progress = ProgressReporter("embedding", total: qs.count, enabled: options.progress)
+            let (emb, te) = try timed { try embedder.embed(qs.map(\.question), batchSize: options.embedBatchSize, progress: progress) }
+            guard emb.count == qs.count * pool.dimension else {
+                throw RunnerError.incompatibleIndex("the embedder gives \(emb.count / max(qs.count, 1))-dimensional vectors; the index holds \(pool.dimension)")
+            }
+            let (h, ts) = try timed { try pool.neighbors(emb, k: options.k, maxSimilarity: options.maxSimilarity) }
+            hits = h
+            if options.method == .mode {
+                // rows too similar to the question are left out of the mean-shift as well
+                let all = pool.search(emb, k: pool.count, maxSimilarity: 2, successfulOnly: false)
+                overlaps = all.map { Set($0.filter { $0.similarity > options.maxSimilarity }.map(\.row)) }
+            }
+            embedShare = te / Double(qs.count)
+            searchShare = ts / Double(qs.count)
+        }
+        let successRows = pool.references.indices.filter { pool.references[$0].correct }
+        let modeSpace = options.method == .mode ? pool.flattened(rows: successRows, layers: criticalLayers) : []
+
+        var results: [SampleResult] = []
+        let progress = ProgressReporter("c3po-apply \(options.method.rawValue)", total: qs.count, enabled: options.progress)
+        for (i, q) in qs.enumerated() {
+            var r = SampleResult(id: q.id, task: q.task, gold: q.goldLabel, baseAnswer: nil, c3poAnswer: nil,
+                                 baseCorrect: false, c3poCorrect: false,
+                                 neighbors: hits[i].map { NeighborInfo(id: pool.references[$0.row].id, task: pool.references[$0.row].task, similarity: $0.similarity) },
+                                 alpha: nil, bandwidth: nil, method: options.method.displayName,
+                                 secondsBase: 0, secondsC3PO: 0, skipped: nil)
+            let labelIDs: [Int]
+            do { labelIDs = try model.labelTokenIDs(q.labels) } catch {
+                r.skipped = "label set \(q.labels) is not usable with this model: \(error)"
+                try onResult(r, nil); results.append(r); progress.update(i + 1); continue
+            }
+            let ((state, tokens), tBase): ((PrefillState?, Int), Double) = try timed {
+                let tokens = try model.encode(q.prompt)
+                guard !tokens.isEmpty, tokens.count <= model.maxContext else { return (nil, tokens.count) }
+                return (try model.prefill(tokens, override: nil), tokens.count)
+            }
+            guard let state else {
+                r.skipped = tokens == 0 ? "empty prompt" : "prompt of \(tokens) tokens is longer than the model's context (\(model.maxContext))"
+                try onResult(r, nil); results.append(r); progress.update(i + 1); continue
+            }
+            let baseLogits = labelIDs.map { state.logits[$0] }
+            let base = MCScoring.argmax(baseLogits)
+            r.baseAnswer = q.labels[base]
+            r.baseCorrect = base == q.answerIndex
+
+            let ((answer, override, alpha, bandwidth), tMix) = try timed {
+                try c3poAnswer(q, state: state, labelIDs: labelIDs, base: base, hits: hits[i], overlaps: overlaps[i],
+                               successRows: successRows, modeSpace: modeSpace)
+            }
+            r.c3poAnswer = q.labels[answer]
+            r.c3poCorrect = answer == q.answerIndex
+            r.alpha = alpha; r.bandwidth = bandwidth
+            r.secondsBase = tBase
+            r.secondsC3PO = tBase + (needsNeighbours ? embedShare + searchShare : 0) + tMix
+            try onResult(r, override)
+            results.append(r)
+            progress.update(i + 1)
+        }
+        return results
+    }
+
+    // MARK: per-sample re-mixing
+
+    private func c3poAnswer(_ q: MCQuestion, state: PrefillState, labelIDs: [Int], base: Int, hits: [ReferencePool.Hit],
+                            overlaps: Set<Int>, successRows: [Int], modeSpace: [Float]) throws
+        -> (Int, RoutingOverride?, Float?, Float?) {
+        let sample = state.routerProbs
+        let neighbours = hits.map { PathwayNeighbor(similarity: $0.similarity, pathway: pool.pathway($0.row), task: pool.references[$0.row].task) }
+        let votes = neighbours.map { (task: $0.task, similarity: $0.similarity) }
+        let fromLayer = criticalLayers.min() ?? 0
+
+        func tail(_ o: RoutingOverride) throws -> Int {
+            MCScoring.argmax(try model.reevaluateTail(state, fromLayer: fromLayer, override: o, rows: labelIDs))
+        }
+        func parameters(alpha: Float, bandwidth: Float) -> MixingParameters {
+            MixingParameters(criticalLayers: criticalLayers, coreExperts: min(options.coreExperts, model.expertCount),
+                             alpha: alpha, kernel: options.kernel, bandwidth: bandwidth)
+        }
+        func hyper() -> (Float, Float) {
+            let fromIndex: (alpha: Float, bandwidth: Float) = taskWeights?.hyperParameters(
+                neighbors: votes, defaultAlpha: defaultAlpha, defaultBandwidth: defaultBandwidth) ?? (defaultAlpha, defaultBandwidth)
+            let b = options.bandwidth ?? fromIndex.bandwidth
+            switch options.alpha {
+            case .fixed(let a): return (a, b)
+            case .index, .search: return (fromIndex.alpha, b)
+            }
+        }
+
+        switch options.method {
+        case .none:
+            return (base, nil, nil, nil)
+        case .oracle:
+            let (answer, o) = try oracle(q, state: state, labelIDs: labelIDs, base: base, successRows: successRows)
+            return (answer, o, nil, nil)
+        case .neighbors:
+            guard let o = try NeighborAverage.override(neighbors: neighbours, layers: criticalLayers, experts: model.expertCount)
+            else { return (base, nil, nil, nil) }
+            return (try tail(o), o, nil, nil)
+        case .kernel:
+            var (a, b) = hyper()
+            if options.alpha == .search {
+                a = try searchAlpha(sample: sample, neighbours: neighbours, hits: hits, labels: q.labels, bandwidth: b, parameters: parameters)
+            }
+            let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(alpha: a, bandwidth: b))
+            return (try tail(o), o, a, b)
+        case .mode:
+            let (a, b) = hyper()
+            let excluded = Set(successRows.indices.filter { overlaps.contains(successRows[$0]) })
+            let o = try ModeFinding.override(sample: sample, references: modeSpace, count: successRows.count, k: options.k,
+                                             excluded: excluded, parameters: parameters(alpha: a, bandwidth: b))
+            return (try tail(o), o, a, nil)
+        case .task:
+            let (a, b) = hyper()
+            guard let name = taskWeights?.votedTask(neighbors: votes), let t = taskWeights?.tasks[name], let p = t.pathway
+            else { return (base, nil, nil, nil) }
+            var target: [Int: [Float]] = [:]
+            for (j, l) in t.criticalLayers.enumerated() where p[j].count == model.expertCount { target[l] = p[j] }
+            let o = KernelRegression.mixToward(sample: sample, target: target, parameters: parameters(alpha: a, bandwidth: b))
+            return (try tail(o), o, a, nil)
+        }
+    }
+
+    /// The paper's α selection: each candidate α's re-mixed pathway (for this sample)
+    /// applied to every neighbour's own prompt, loss = kernel-weighted cross-entropy on
+    /// the neighbours' gold answers; the lowest loss wins (ties: the larger α, closer to
+    /// the router). Costs one prefill per neighbour and one tail per neighbour and α.
+    private func searchAlpha(sample: [[Float]], neighbours: [PathwayNeighbor], hits: [ReferencePool.Hit], labels fallback: [String], bandwidth: Float,
+                             parameters: (Float, Float) -> MixingParameters) throws -> Float {
+        let fromLayer = criticalLayers.min() ?? 0
+        var states: [(PrefillState, [Int], Int, Float)] = []  // state, label ids, gold index, kernel weight
+        for h in hits {
+            let ref = pool.references[h.row]
+            guard let prompt = ref.prompt, let gold = ref.gold else { continue }
+            let labels = ref.labels ?? fallback  // records carry no label set: the test question's
+            guard let g = labels.firstIndex(of: gold), let ids = try? model.labelTokenIDs(labels) else { continue }
+            let tokens = try model.encode(prompt)
+            guard !tokens.isEmpty, tokens.count <= model.maxContext else { continue }
+            states.append((try model.prefill(tokens, override: nil), ids, g, options.kernel.weight(similarity: h.similarity, bandwidth: bandwidth)))
+        }
+        let total = states.reduce(Float(0)) { $0 + $1.3 }
+        guard !states.isEmpty, total > 0 else { return 1 }
+        var best: (loss: Float, alpha: Float)?
+        for a in options.alphaGrid.sorted(by: >) {
+            let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(a, bandwidth))
+            var loss: Float = 0
+            for (s, ids, g, w) in states where w > 0 {
+                loss += w * MCScoring.crossEntropy(try model.reevaluateTail(s, fromLayer: fromLayer, override: o, rows: ids), gold: g)
+            }
+            loss /= total
+            if best == nil || loss < best!.loss { best = (loss, a) }
+        }
+        return best?.alpha ?? 1
+    }
+
+    /// Upper bound with the gold answer known (analysis only): tries routings of the
+    /// critical layers, by tail re-evaluation, until one makes gold the argmax:
+    /// (1) coordinate moves: in one critical layer, one expert outside the router's
+    /// top-k is lifted just above the layer's maximum (so it enters the top-k);
+    /// (2) every successful reference's pathway on the critical layers, most similar
+    /// pathway first... in row order. Within `oracleBudget` tries.
+    private func oracle(_ q: MCQuestion, state: PrefillState, labelIDs: [Int], base: Int, successRows: [Int]) throws -> (Int, RoutingOverride?) {
+        if base == q.answerIndex { return (base, nil) }
+        let fromLayer = criticalLayers.min() ?? 0
+        let sample = state.routerProbs
+        var tries = 0
+        func attempt(_ o: RoutingOverride) throws -> Bool {
+            tries += 1
+            return MCScoring.argmax(try model.reevaluateTail(state, fromLayer: fromLayer, override: o, rows: labelIDs)) == q.answerIndex
+        }
+        for l in criticalLayers {
+            let top = Set(CoreExperts.select(sample[l], count: model.topK))
+            let peak = sample[l].max() ?? 0
+            for e in 0..<model.expertCount where !top.contains(e) {
+                guard tries < options.oracleBudget else { return (base, nil) }
+                var o = RoutingOverride.identity(pathway: sample, layers: criticalLayers)
+                var w = sample[l]
+                w[e] = peak * 1.01 + 1e-6
+                o.layers[l] = w
+                if try attempt(o) { return (q.answerIndex, o) }
+            }
+        }
+        for row in successRows {
+            guard tries < options.oracleBudget else { break }
+            let o = RoutingOverride.identity(pathway: pool.pathway(row), layers: criticalLayers)
+            if try attempt(o) { return (q.answerIndex, o) }
+        }
+        return (base, nil)
+    }
+}

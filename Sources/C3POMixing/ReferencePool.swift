@@ -1,0 +1,125 @@
+import C3POCore
+import C3POIndex
+import Foundation
+
+/// The reference samples the runtime mixes from, in memory: what an index folder holds
+/// (records, embeddings, pathways), decoupled from how it is stored and searched.
+/// Row i of every array is one reference record.
+public struct ReferencePool: Sendable {
+    public struct Reference: Sendable, Equatable {
+        public var id: String
+        public var task: String
+        /// The embedded question text.
+        public var question: String
+        /// The prompt the model saw, when known (needed by `--alpha search` and by
+        /// build-time leave-one-out, which run the model on references).
+        public var prompt: String?
+        public var gold: String?
+        public var labels: [String]?
+        public var correct: Bool
+
+        public init(id: String, task: String, question: String, prompt: String? = nil, gold: String? = nil,
+                    labels: [String]? = nil, correct: Bool = true) {
+            self.id = id; self.task = task; self.question = question; self.prompt = prompt
+            self.gold = gold; self.labels = labels; self.correct = correct
+        }
+    }
+
+    public struct Hit: Sendable, Equatable {
+        public var row: Int
+        public var similarity: Float
+        public init(row: Int, similarity: Float) { self.row = row; self.similarity = similarity }
+    }
+
+    public var references: [Reference]
+    /// [count, dimension], rows L2-normalised.
+    public var embeddings: [Float]
+    public var dimension: Int
+    /// [count, layers, experts]: per layer the router's distribution at the last prompt token.
+    public var pathways: [Float]
+    public var layers: Int
+    public var experts: Int
+
+    public var count: Int { references.count }
+    /// Nearest-neighbour search to use instead of the exact scan (the index's FAISS
+    /// search when loaded from an index folder): (queries, k, maxSimilarity) → hits of
+    /// successful references.
+    public var searcher: (@Sendable ([Float], Int, Float) throws -> [[Hit]])?
+
+    public init(references: [Reference], embeddings: [Float], dimension: Int, pathways: [Float], layers: Int, experts: Int) throws {
+        let n = references.count
+        guard embeddings.count == n * dimension else {
+            throw MixingError.shapeMismatch("\(embeddings.count) embedding values for \(n) references × \(dimension)")
+        }
+        guard pathways.count == n * layers * experts else {
+            throw MixingError.shapeMismatch("\(pathways.count) pathway values for \(n) references × \(layers) layers × \(experts) experts")
+        }
+        self.references = references; self.embeddings = embeddings; self.dimension = dimension
+        self.pathways = pathways; self.layers = layers; self.experts = experts
+    }
+
+    /// The records, embeddings and pathways of a loaded index folder; neighbours come
+    /// from its FAISS search (successful records only).
+    public init(index: ReferenceIndex) throws {
+        let refs = index.records.map {
+            Reference(id: $0.id, task: $0.task, question: $0.question, prompt: $0.prompt, gold: $0.gold, correct: $0.correct)
+        }
+        try self.init(references: refs, embeddings: index.embeddings, dimension: index.dimension,
+                      pathways: index.pathways, layers: index.layers, experts: index.experts)
+        let correct = refs.map(\.correct)
+        searcher = { queries, k, maxSimilarity in
+            try index.search(queries, k: k, maxSimilarity: maxSimilarity, exclude: { !correct[$0] })
+                .map { $0.map { Hit(row: $0.row, similarity: $0.similarity) } }
+        }
+    }
+
+    /// Neighbours of each query among the successful references: `searcher` when set,
+    /// else the exact scan.
+    public func neighbors(_ queries: [Float], k: Int, maxSimilarity: Float) throws -> [[Hit]] {
+        if let searcher { return try searcher(queries, k, maxSimilarity) }
+        return search(queries, k: k, maxSimilarity: maxSimilarity)
+    }
+
+    /// [layers][experts] of reference `row`.
+    public func pathway(_ row: Int) -> [[Float]] {
+        let base = row * layers * experts
+        return (0..<layers).map { l in Array(pathways[(base + l * experts)..<(base + (l + 1) * experts)]) }
+    }
+
+    /// The successful pathways restricted to `layers`, concatenated ([rows.count, layers.count × experts]),
+    /// the space mode finding works in.
+    public func flattened(rows: [Int], layers sel: [Int]) -> [Float] {
+        var out: [Float] = []
+        out.reserveCapacity(rows.count * sel.count * experts)
+        for r in rows {
+            for l in sel {
+                let base = (r * layers + l) * experts
+                out.append(contentsOf: pathways[base..<(base + experts)])
+            }
+        }
+        return out
+    }
+
+    /// Exact inner-product search (= cosine on unit rows) of each query row: the `k`
+    /// most similar references with similarity ≤ `maxSimilarity` (the paper drops
+    /// near-duplicates of the test question, > 0.95), optionally only `successfulOnly`
+    /// ones, excluding `exclude(queryIndex)`. Ties go to the lower row.
+    public func search(_ queries: [Float], k: Int, maxSimilarity: Float, successfulOnly: Bool = true,
+                       exclude: ((Int) -> Set<Int>)? = nil) -> [[Hit]] {
+        let q = dimension > 0 ? queries.count / dimension : 0
+        guard q > 0, count > 0, k > 0 else { return Array(repeating: [], count: q) }
+        var sims = [Float](repeating: 0, count: q * count)  // [queries, references]
+        BLAS.sgemm(transA: false, transB: true, m: q, n: count, k: dimension, alpha: 1,
+                   a: queries, lda: dimension, b: embeddings, ldb: dimension, beta: 0, c: &sims, ldc: count)
+        return (0..<q).map { qi in
+            let ex = exclude?(qi) ?? []
+            var hits: [Hit] = []
+            for r in 0..<count where !ex.contains(r) && (!successfulOnly || references[r].correct) {
+                let s = sims[qi * count + r]
+                if s <= maxSimilarity { hits.append(Hit(row: r, similarity: s)) }
+            }
+            hits.sort { $0.similarity != $1.similarity ? $0.similarity > $1.similarity : $0.row < $1.row }
+            return Array(hits.prefix(k))
+        }
+    }
+}

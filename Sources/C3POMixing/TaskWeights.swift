@@ -1,0 +1,103 @@
+import C3POCore
+import Foundation
+
+/// `task_weights.json` of an index folder (Index/README.md): per task, the mixing
+/// hyper-parameters chosen at build time and the task-level surrogate pathway.
+public struct TaskWeights: Codable, Sendable, Equatable {
+    public struct Task: Codable, Sendable, Equatable {
+        public var count: Int
+        public var alpha: Float
+        public var bandwidth: Float
+        public var criticalLayers: [Int]
+        public var coreExperts: Int
+        /// [critical layer][experts]: the task-level surrogate routing, in `criticalLayers` order.
+        public var pathway: [[Float]]?
+        public var lossBefore: Float?
+        public var lossAfter: Float?
+        public var looAccuracyBase: Float?
+        public var looAccuracyMixed: Float?
+        /// Questions the leave-one-out choice was made on (after subsampling).
+        public var looQuestions: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case count, alpha, bandwidth, pathway
+            case criticalLayers = "critical_layers"
+            case coreExperts = "core_experts"
+            case lossBefore = "loss_before"
+            case lossAfter = "loss_after"
+            case looAccuracyBase = "loo_accuracy_base"
+            case looAccuracyMixed = "loo_accuracy_mixed"
+            case looQuestions = "loo_questions"
+        }
+
+        public init(count: Int, alpha: Float, bandwidth: Float, criticalLayers: [Int], coreExperts: Int,
+                    pathway: [[Float]]? = nil, lossBefore: Float? = nil, lossAfter: Float? = nil,
+                    looAccuracyBase: Float? = nil, looAccuracyMixed: Float? = nil, looQuestions: Int? = nil) {
+            self.count = count; self.alpha = alpha; self.bandwidth = bandwidth; self.criticalLayers = criticalLayers
+            self.coreExperts = coreExperts; self.pathway = pathway; self.lossBefore = lossBefore; self.lossAfter = lossAfter
+            self.looAccuracyBase = looAccuracyBase; self.looAccuracyMixed = looAccuracyMixed; self.looQuestions = looQuestions
+        }
+    }
+
+    public var tasks: [String: Task]
+    public init(tasks: [String: Task] = [:]) { self.tasks = tasks }
+
+    public static let fileName = "task_weights.json"
+
+    public enum LoadError: Error, CustomStringConvertible {
+        case invalid(URL, String)
+        public var description: String {
+            switch self { case .invalid(let u, let why): return "\(u.path): \(why)" }
+        }
+    }
+
+    /// Nil when the folder has no `task_weights.json` (an index built from archives alone).
+    public static func load(indexDirectory: URL) throws -> TaskWeights? {
+        let url = indexDirectory.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let tw: TaskWeights
+        do { tw = try JSONDecoder().decode(TaskWeights.self, from: Data(contentsOf: url)) }
+        catch { throw LoadError.invalid(url, "cannot decode: \(error)") }
+        for (name, t) in tw.tasks {
+            guard t.alpha.isFinite, (0...1).contains(t.alpha) else { throw LoadError.invalid(url, "task '\(name)': alpha \(t.alpha) not in [0, 1]") }
+            guard t.bandwidth.isFinite, t.bandwidth > 0 else { throw LoadError.invalid(url, "task '\(name)': bandwidth \(t.bandwidth) not positive") }
+            if let p = t.pathway, p.count != t.criticalLayers.count {
+                throw LoadError.invalid(url, "task '\(name)': pathway has \(p.count) layers for \(t.criticalLayers.count) critical layers")
+            }
+        }
+        return tw
+    }
+
+    public func write(indexDirectory: URL) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicWrite.write(enc.encode(self), to: indexDirectory.appendingPathComponent(TaskWeights.fileName))
+    }
+
+    /// α and bandwidth for a test sample: the neighbours' tasks' values, weighted by
+    /// max(similarity, 0) (uniform when every similarity is ≤ 0); the defaults for
+    /// neighbours whose task has no entry.
+    public func hyperParameters(neighbors: [(task: String, similarity: Float)],
+                                defaultAlpha: Float = MixingDefaults.alpha,
+                                defaultBandwidth: Float = MixingDefaults.bandwidth) -> (alpha: Float, bandwidth: Float) {
+        guard !neighbors.isEmpty else { return (defaultAlpha, defaultBandwidth) }
+        var ws = neighbors.map { Double(max($0.similarity, 0)) }
+        if ws.reduce(0, +) <= 0 { ws = Array(repeating: 1, count: neighbors.count) }
+        var a = 0.0, b = 0.0, total = 0.0
+        for (n, w) in zip(neighbors, ws) {
+            let t = tasks[n.task]
+            a += w * Double(t?.alpha ?? defaultAlpha)
+            b += w * Double(t?.bandwidth ?? defaultBandwidth)
+            total += w
+        }
+        return (Float(a / total), Float(b / total))
+    }
+
+    /// The task chosen by the neighbours' similarity-weighted vote (ties: the name first
+    /// in sort order), among tasks that have a surrogate pathway.
+    public func votedTask(neighbors: [(task: String, similarity: Float)]) -> String? {
+        var score: [String: Double] = [:]
+        for n in neighbors where tasks[n.task]?.pathway != nil { score[n.task, default: 0] += Double(max(n.similarity, 0)) + 1e-9 }
+        return score.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.first?.key
+    }
+}

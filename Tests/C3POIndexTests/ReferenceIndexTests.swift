@@ -1,0 +1,292 @@
+import C3POCore
+import C3POIndex
+import Foundation
+import XCTest
+
+final class ReferenceArchiveTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func load(_ url: URL, _ options: ReferenceArchive.Options = .init()) throws -> (ReferenceSet, [String]) {
+        var notes: [String] = []
+        let set = try ReferenceIndexBuilder.load(archives: [url], options: options, note: { notes.append($0) })
+        return (set, notes)
+    }
+
+    func testReadsOfficialLayoutFromZipTarAndTarGz() throws {
+        for (name, format) in [("r.zip", ArchiveWriter.Format.zip), ("r.tar", .tar), ("r.tar.gz", .tarGzip)] {
+            let url = try Fixtures.archive(Fixtures.standardEntries(), in: dir, name: name, format: format)
+            let (set, notes) = try load(url)
+            // Only correct records by default: sciq 0 and 2, openbookqa 7 and 12, in entry order then case id order.
+            XCTAssertEqual(set.records.map(\.id), ["sciq_0", "sciq_2", "openbookqa_7", "openbookqa_12"], name)
+            XCTAssertEqual(set.records.map(\.row), [0, 1, 2, 3])
+            XCTAssertEqual(set.skippedIncorrect, 1)
+            XCTAssertEqual(set.layers, 4); XCTAssertEqual(set.experts, 8)
+            XCTAssertTrue(notes.contains { $0.contains("README.txt") && $0.contains("skipped") }, "\(notes)")
+            XCTAssertEqual(set.records[0].question, Fixtures.sciq[0].question)
+            XCTAssertEqual(set.records[0].gold, "B")
+            XCTAssertEqual(set.records[0].source, "\(name):reference/instruct_sciq_correct_routing_results.json")
+            XCTAssertEqual(set.sources.first?.records, 5)
+            XCTAssertEqual(set.sources.first?.sha256, try SHA256Hasher.hexDigest(ofFile: url))
+            // Dense pathway in expert order, although the JSON lists experts by weight.
+            let want = Fixtures.openbookqa[1].weights.flatMap { $0.map(Float.init) }
+            let got = Array(set.pathways[(3 * 32)..<(4 * 32)])
+            XCTAssertEqual(zip(want, got).map { abs($0 - $1) }.max() ?? 1, 0, accuracy: 1e-7)
+        }
+    }
+
+    func testIncludeIncorrectKeepsAllWithFlag() throws {
+        let url = try Fixtures.archive(Fixtures.standardEntries(), in: dir)
+        let (set, _) = try load(url, .init(includeIncorrect: true))
+        XCTAssertEqual(set.count, 5)
+        XCTAssertEqual(set.records.first { $0.id == "sciq_1" }?.correct, false)
+        XCTAssertEqual(set.records.first { $0.id == "sciq_1" }?.modelAnswer, "A")
+        XCTAssertEqual(set.skippedIncorrect, 0)
+    }
+
+    func testTaskIsSecondWordOfFileName() {
+        XCTAssertEqual(ReferenceArchive.task(ofFileNamed: "instruct_sciq_correct_routing_results.json"), "sciq")
+        XCTAssertEqual(ReferenceArchive.task(ofFileNamed: "a/b/base_arc_routing_results_2.json"), "arc")
+        XCTAssertNil(ReferenceArchive.task(ofFileNamed: "results.json"))
+    }
+
+    /// Builds an archive with the sciq file replaced by `records` and expects a stop naming `fragment`.
+    func assertInvalid(_ records: [OfficialRecord], _ fragment: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let url = try Fixtures.archive([("x_sciq_routing_results.json", Fixtures.file(records))], in: dir, name: "bad-\(UUID()).zip")
+        XCTAssertThrowsError(try load(url), file: file, line: line) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("x_sciq_routing_results.json") && text.contains("sciq_") && text.contains(fragment),
+                          text, file: file, line: line)
+        }
+        // --skip-invalid: the bad record is skipped, named and counted.
+        let (set, notes) = try load(url, .init(skipInvalid: true))
+        XCTAssertEqual(set.skippedInvalid, 1, file: file, line: line)
+        XCTAssertEqual(set.count, records.count - 1, file: file, line: line)
+        XCTAssertTrue(notes.contains { $0.hasPrefix("skipped:") && $0.contains(fragment) }, "\(notes)", file: file, line: line)
+    }
+
+    func testWeightsNotSummingToOneStop() throws {
+        var bad = Fixtures.sciq[0]; bad.caseID = "9"
+        bad.weights[2][3] += 0.01
+        try assertInvalid([Fixtures.sciq[2], bad], "sum to")
+    }
+
+    func testNaNWeightStops() throws {
+        var bad = Fixtures.sciq[0]; bad.caseID = "9"
+        bad.rawWeight["1:0"] = "NaN"
+        try assertInvalid([Fixtures.sciq[2], bad], "not finite")
+    }
+
+    func testNegativeWeightStops() throws {
+        var bad = Fixtures.sciq[0]; bad.caseID = "9"
+        bad.rawWeight["0:0"] = "-0.5"
+        try assertInvalid([Fixtures.sciq[2], bad], "negative")
+    }
+
+    func testMissingExpertStops() throws {
+        var bad = Fixtures.sciq[0]; bad.caseID = "9"
+        bad.dropExpert = ["2:5"]
+        try assertInvalid([Fixtures.sciq[2], bad], "layer 2 has 7 experts")
+    }
+
+    func testInconsistentLayerCountsStop() throws {
+        var bad = Fixtures.sciq[0]; bad.caseID = "9"
+        bad.weights = Fixtures.pathway(9, layers: 3)
+        try assertInvalid([Fixtures.sciq[2], bad], "has 3 layers x 8 experts, earlier records have 4 x 8")
+    }
+
+    func testMissingFieldStops() throws {
+        let good = Fixtures.sciq[2]
+        let text = "{\"2\": \(good.json()), \"9\": {\"input_text\": \"q\", \"correct_answer\": \"A\", \"is_correct\": true}}"
+        let url = try Fixtures.archive([("x_sciq_routing_results.json", Data(text.utf8))], in: dir)
+        XCTAssertThrowsError(try load(url)) { error in
+            XCTAssertTrue("\(error)".contains("record 'sciq_9': missing field 'last_token_routing'"), "\(error)")
+        }
+    }
+
+    func testWrongJSONShapeIsRefusedNamingFileAndField() throws {
+        let cases: [(String, String)] = [
+            ("[1, 2, 3]", "(top level)"),
+            ("{\"0\": [1, 2]}", "'0'"),
+            ("{\"0\": ", "not valid JSON"),
+        ]
+        for (text, fragment) in cases {
+            let url = try Fixtures.archive([("x_sciq_routing_results.json", Data(text.utf8))], in: dir, name: "s-\(UUID()).zip")
+            XCTAssertThrowsError(try load(url, .init(skipInvalid: true))) { error in
+                let t = "\(error)"
+                XCTAssertTrue(t.contains("x_sciq_routing_results.json") && t.contains("wrong JSON shape") && t.contains(fragment), t)
+            }
+        }
+    }
+
+    func testHostileArchivesAreRefused() throws {
+        let body = Fixtures.file([Fixtures.sciq[0]])
+        let dotdot = try Fixtures.archive([("../x_sciq_routing_results.json", body)], in: dir, name: "dotdot.tar", format: .tar)
+        XCTAssertThrowsError(try load(dotdot)) { XCTAssertTrue("\($0)".contains("refused entry '../x_sciq_routing_results.json'"), "\($0)") }
+
+        let absolute = try Fixtures.archive([("/tmp/x_sciq_routing_results.json", body)], in: dir, name: "abs.zip")
+        XCTAssertThrowsError(try load(absolute)) { XCTAssertTrue("\($0)".contains("refused entry '/tmp/x_sciq_routing_results.json'"), "\($0)") }
+
+        let big = try Fixtures.archive([("x_sciq_routing_results.json", body)], in: dir, name: "big.zip")
+        XCTAssertThrowsError(try load(big, .init(limits: .init(maxEntryBytes: 1000, maxTotalBytes: 1000)))) {
+            XCTAssertTrue("\($0)".contains("exceeds the entry size limit of 1000 bytes"), "\($0)")
+        }
+
+        // A zip cut in the middle of its only entry.
+        let whole = try Data(contentsOf: try Fixtures.archive(Fixtures.standardEntries(), in: dir, name: "whole.zip"))
+        let cut = dir.appendingPathComponent("cut.zip")
+        try whole.prefix(whole.count / 2).write(to: cut)
+        XCTAssertThrowsError(try load(cut)) { XCTAssertTrue("\($0)".contains("truncated or corrupt"), "\($0)") }
+    }
+}
+
+final class QuestionTextTests: XCTestCase {
+    func testPublishedInstructionPrefixAndOptionsAreRemoved() {
+        let p = "Answer with only a single letter (A, B, C, or D) representing the correct option. Do not explain your reasoning. Just output the letter of the answer. Question: Which planet is red?\n A. Mars\n B. Venus\nAnswer:"
+        XCTAssertEqual(QuestionText.extract(from: p), "Which planet is red?")
+    }
+
+    func testOnlyTheLastQuestionOfFewShotPromptsIsKept() {
+        let p = "Question: What is 1+1?\n A. 2\n B. 3\nAnswer: A\n\nQuestion: What is 2+2?\n A. 4\n B. 5\nAnswer: A\n\nQuestion: Which gas do we breathe?\nA. oxygen\nB. helium\nAnswer:"
+        XCTAssertEqual(QuestionText.extract(from: p), "Which gas do we breathe?")
+    }
+
+    func testPlainQuestionIsUnchanged() {
+        XCTAssertEqual(QuestionText.extract(from: "  Why is the sky blue?\n"), "Why is the sky blue?")
+    }
+
+    /// Expected values come from Datasets/*.jsonl's `question` field, written by Scripts/fetch-benchmarks
+    /// from the raw datasets, independently of this code.
+    func testDatasetPromptsReduceToTheirQuestionField() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let files = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Datasets").path)
+            .filter { $0.hasSuffix(".jsonl") }.sorted()
+        XCTAssertGreaterThanOrEqual(files.count, 12)
+        var checked = 0, mismatches: [String] = []
+        for f in files {
+            for q in try MCDataset.load(root.appendingPathComponent("Datasets/\(f)")) {
+                checked += 1
+                if QuestionText.extract(from: q.prompt) != q.question, mismatches.count < 5 { mismatches.append("\(f) \(q.id)") }
+            }
+        }
+        XCTAssertEqual(mismatches, [], "first mismatches of \(checked) prompts")
+    }
+}
+
+final class ReferenceIndexTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func buildStandard(factory: String = "Flat", at out: URL? = nil, dedup: Float? = nil) throws -> URL {
+        let url = try Fixtures.archive(Fixtures.standardEntries(), in: dir, name: "ref-\(UUID()).zip")
+        let set = try ReferenceIndexBuilder.load(archives: [url], options: .init(), note: { _ in })
+        let contents = try ReferenceIndexBuilder.contents(of: set, embedder: HashEmbedder(),
+                                                          options: .init(factory: factory, dedup: dedup, progress: false),
+                                                          filters: .init())
+        let target = out ?? dir.appendingPathComponent("idx")
+        try IndexWriter.write(contents, factory: factory, to: target)
+        return target
+    }
+
+    func testBuildLoadSearchRoundTrip() throws {
+        let out = try buildStandard()
+        let idx = try ReferenceIndex(directory: out)
+        XCTAssertEqual(idx.count, 4)
+        XCTAssertEqual(idx.manifest.tasks, ["sciq": 2, "openbookqa": 2])
+        XCTAssertEqual(idx.manifest.filters.skippedIncorrect, 1)
+        XCTAssertEqual(idx.manifest.criticalLayers, [0, 1, 2, 3], "fewer than 5 layers: all are critical")
+        XCTAssertEqual(idx.manifest.embedder, .init(id: "test/hashed-bag-of-words", dimension: 64))
+        XCTAssertNil(idx.manifest.model)
+        let manifestText = try String(contentsOf: out.appendingPathComponent("manifest.json"), encoding: .utf8)
+        XCTAssertTrue(manifestText.contains("\"model\" : null"), manifestText)
+        XCTAssertEqual(idx.pathway(row: 1).count, 32)
+        let want = Fixtures.sciq[2].weights.flatMap { $0.map(Float.init) }
+        XCTAssertEqual(zip(want, idx.pathway(row: 1)).map { abs($0 - $1) }.max() ?? 1, 0, accuracy: 1e-7)
+
+        let embedder = HashEmbedder()
+        for (row, record) in idx.records.enumerated() {
+            let q = try embedder.embed([record.question], batchSize: 1, progress: nil)
+            let hits = try idx.search(q, k: 3)[0]
+            XCTAssertEqual(hits.first?.row, row)
+            XCTAssertGreaterThanOrEqual(hits.first?.similarity ?? 0, 0.999)
+            XCTAssertEqual(hits.count, 3)
+            XCTAssertEqual(hits.map(\.similarity), hits.map(\.similarity).sorted(by: >))
+            // The overlap rule drops the record itself yet still returns k neighbours.
+            let pruned = try idx.search(q, k: 3, maxSimilarity: 0.95)[0]
+            XCTAssertFalse(pruned.contains { $0.row == row })
+            XCTAssertEqual(pruned.count, 3)
+            let excluded = try idx.search(q, k: 2, exclude: { $0 == row || $0 == (row + 1) % 4 })[0]
+            XCTAssertEqual(Set(excluded.map(\.row)), Set(0..<4).subtracting([row, (row + 1) % 4]))
+        }
+        XCTAssertThrowsError(try idx.checkCompatible(HashEmbedder(identifier: "other", dimension: 64))) {
+            XCTAssertTrue("\($0)".contains("refusing embedder other"), "\($0)")
+        }
+    }
+
+    func testApproximateFactoriesBuildAndFindSelf() throws {
+        for factory in ["HNSW8", "IVF2,Flat"] {
+            let idx = try ReferenceIndex(directory: buildStandard(factory: factory, at: dir.appendingPathComponent(factory)))
+            XCTAssertEqual(idx.manifest.factory, factory)
+            let q = try HashEmbedder().embed([idx.records[2].question], batchSize: 1, progress: nil)
+            XCTAssertEqual(try idx.search(q, k: 1)[0].first?.row, 2, factory)
+        }
+    }
+
+    func testFailedBuildLeavesOlderIndexIntactAndFaissErrorsSurface() throws {
+        let out = try buildStandard()
+        let before = try Data(contentsOf: out.appendingPathComponent("manifest.json"))
+        XCTAssertThrowsError(try buildStandard(factory: "NoSuchFactory", at: out)) { error in
+            XCTAssertTrue("\(error)".contains("index_factory") && "\(error)".contains("NoSuchFactory"), "\(error)")
+        }
+        // IVF64 on 4 vectors: faiss's k-means refuses; its message is kept.
+        XCTAssertThrowsError(try buildStandard(factory: "IVF64,Flat", at: out)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("IVF64,Flat") && text.lowercased().contains("training points"), text)
+        }
+        XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("manifest.json")), before)
+        XCTAssertEqual(try ReferenceIndex(directory: out).count, 4)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".idx") }
+        XCTAssertEqual(leftovers, [])
+    }
+
+    func testLoadRefusesInconsistentFolders() throws {
+        let out = try buildStandard()
+        let records = out.appendingPathComponent("records.jsonl")
+        let lines = try String(contentsOf: records, encoding: .utf8).split(separator: "\n")
+        try (lines.dropLast().joined(separator: "\n") + "\n").write(to: records, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ReferenceIndex(directory: out)) {
+            XCTAssertTrue("\($0)".contains("records.jsonl") && "\($0)".contains("3 records, manifest 'count' is 4"), "\($0)")
+        }
+        let out2 = try buildStandard(at: dir.appendingPathComponent("v2"))
+        let m = out2.appendingPathComponent("manifest.json")
+        let text = try String(contentsOf: m, encoding: .utf8).replacingOccurrences(of: "\"format_version\" : 1", with: "\"format_version\" : 2")
+        try text.write(to: m, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ReferenceIndex(directory: out2)) { XCTAssertTrue("\($0)".contains("'format_version' is 2"), "\($0)") }
+        let out3 = try buildStandard(at: dir.appendingPathComponent("nopath"))
+        try FileManager.default.removeItem(at: out3.appendingPathComponent("pathways.npy"))
+        XCTAssertThrowsError(try ReferenceIndex(directory: out3)) { XCTAssertTrue("\($0)".contains("pathways.npy: missing"), "\($0)") }
+    }
+
+    func testDedupKeepsFirstOfSameTaskOnly() {
+        // Rows 0 and 1 (task a) nearly equal; row 2 (task b) equal to row 0; row 3 distinct.
+        let v: [[Float]] = [[1, 0, 0], [0.999, 0.0447, 0], [1, 0, 0], [0, 1, 0]]
+        let unit = v.flatMap { r -> [Float] in let n = (r.map { $0 * $0 }.reduce(0, +)).squareRoot(); return r.map { $0 / n } }
+        XCTAssertEqual(ReferenceIndexBuilder.deduplicate(unit, dimension: 3, tasks: ["a", "a", "b", "a"], threshold: 0.95), [0, 2, 3])
+        XCTAssertEqual(ReferenceIndexBuilder.deduplicate(unit, dimension: 3, tasks: ["a", "a", "b", "a"], threshold: 0.9999), [0, 1, 2, 3])
+    }
+
+    func testDedupInBuildIsCountedInManifest() throws {
+        var dup = Fixtures.sciq[0]; dup.caseID = "5"
+        let url = try Fixtures.archive([("x_sciq_routing_results.json", Fixtures.file([Fixtures.sciq[0], dup, Fixtures.sciq[2]]))], in: dir)
+        let set = try ReferenceIndexBuilder.load(archives: [url], options: .init(), note: { _ in })
+        let c = try ReferenceIndexBuilder.contents(of: set, embedder: HashEmbedder(), options: .init(dedup: 0.95, progress: false), filters: .init())
+        XCTAssertEqual(c.records.map(\.id), ["sciq_0", "sciq_2"])
+        XCTAssertEqual(c.records.map(\.row), [0, 1])
+        XCTAssertEqual(c.filters.deduplicated, 1)
+        XCTAssertEqual(c.filters.dedup ?? 0, 0.95, accuracy: 1e-6)
+        XCTAssertEqual(c.pathways.count, 2 * 32)
+        XCTAssertEqual(Array(c.pathways[32..<64]), Fixtures.sciq[2].weights.flatMap { $0.map(Float.init) })
+    }
+}

@@ -1,0 +1,149 @@
+import C3POCore
+import C3POModel
+import Foundation
+import XCTest
+
+/// Strict loading: each broken checkpoint fails with an error naming the field or tensor.
+final class LoadingErrorTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: MoEFixtures.directory.appendingPathComponent("olmoe-f32"), to: dir)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func editConfig(_ edit: (inout [String: Any]) -> Void) throws {
+        let url = dir.appendingPathComponent("config.json")
+        var obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        edit(&obj)
+        try JSONSerialization.data(withJSONObject: obj).write(to: url)
+    }
+
+    /// Rewrites model.safetensors with the tensors `edit` leaves (as raw f32 bytes + shapes).
+    func editTensors(_ edit: (inout [String: ([Int], [Float])]) -> Void) throws {
+        let url = dir.appendingPathComponent("model.safetensors")
+        var tensors: [String: ([Int], [Float])] = [:]
+        do {
+            let file = try SafetensorsFile(url: url)
+            for (k, t) in file.tensors { tensors[k] = (t.shape, t.floats()) }
+        }
+        edit(&tensors)
+        var header: [String: Any] = [:]
+        var blob = Data()
+        for k in tensors.keys.sorted() {
+            let (shape, values) = tensors[k]!
+            let begin = blob.count
+            values.withUnsafeBytes { blob.append(contentsOf: $0) }
+            header[k] = ["dtype": "F32", "shape": shape, "data_offsets": [begin, blob.count]]
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        var len = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
+        out.append(json); out.append(blob)
+        try out.write(to: url)
+    }
+
+    func assertLoadFails(_ mustMention: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try ModelLoader.load(directory: dir), file: file, line: line) { error in
+            XCTAssertTrue("\(error)".contains(mustMention), "error '\(error)' does not name '\(mustMention)'", file: file, line: line)
+        }
+    }
+
+    func testIntactCopyLoads() throws { XCTAssertEqual(try ModelLoader.load(directory: dir).layerCount, 2) }
+
+    func testMissingTensor() throws {
+        try editTensors { $0["model.layers.1.mlp.experts.3.up_proj.weight"] = nil }
+        assertLoadFails("model.layers.1.mlp.experts.3.up_proj.weight")
+    }
+
+    func testWrongShape() throws {
+        try editTensors { $0["model.layers.0.self_attn.q_norm.weight"] = ([32], [Float](repeating: 1, count: 32)) }
+        assertLoadFails("model.layers.0.self_attn.q_norm.weight")
+    }
+
+    func testUnexpectedTensor() throws {
+        try editTensors { $0["model.layers.0.mlp.shared_expert.weight"] = ([2], [1, 2]) }
+        assertLoadFails("model.layers.0.mlp.shared_expert.weight")
+    }
+
+    func testTopKAboveExpertCount() throws {
+        try editConfig { $0["num_experts_per_tok"] = 9 }
+        assertLoadFails("num_experts_per_tok")
+    }
+
+    func testMissingConfigField() throws {
+        try editConfig { $0["hidden_size"] = nil }
+        assertLoadFails("hidden_size")
+    }
+
+    func testUnsupportedModelType() throws {
+        try editConfig { $0["model_type"] = "mixtral" }
+        assertLoadFails("mixtral")
+    }
+
+    func testRopeThetaTopLevelIsRead() throws {
+        // rope_theta at the top level (older configs) instead of under rope_parameters: same model.
+        let base = try ModelLoader.load(directory: dir).prefill([1, 2, 3], override: nil).logits
+        try editConfig { $0["rope_parameters"] = nil; $0["rope_theta"] = 10000.0 }
+        XCTAssertEqual(try ModelLoader.load(directory: dir).prefill([1, 2, 3], override: nil).logits, base)
+        try editConfig { $0["rope_theta"] = 500.0 }
+        XCTAssertNotEqual(try ModelLoader.load(directory: dir).prefill([1, 2, 3], override: nil).logits, base)
+    }
+
+    func testFusedExpertLayoutGivesTheSameLogits() throws {
+        let base = try ModelLoader.load(directory: dir).prefill([5, 6, 7, 8], override: nil).logits
+        try editTensors { t in
+            for l in 0..<2 {
+                var gateUp: [Float] = [], down: [Float] = []
+                for e in 0..<8 {
+                    let p = "model.layers.\(l).mlp.experts.\(e)."
+                    gateUp += t[p + "gate_proj.weight"]!.1 + t[p + "up_proj.weight"]!.1
+                    down += t[p + "down_proj.weight"]!.1
+                    for k in ["gate_proj", "up_proj", "down_proj"] { t[p + k + ".weight"] = nil }
+                }
+                t["model.layers.\(l).mlp.experts.gate_up_proj"] = ([8, 64, 64], gateUp)
+                t["model.layers.\(l).mlp.experts.down_proj"] = ([8, 64, 32], down)
+            }
+        }
+        XCTAssertEqual(try ModelLoader.load(directory: dir).prefill([5, 6, 7, 8], override: nil).logits, base)
+    }
+}
+
+final class OfficialRoutingTests: XCTestCase {
+    func parse(_ json: String) throws -> RoutingOverride {
+        try RoutingOverride(officialJSON: Data(json.utf8), layers: 16, experts: 64, source: "r.json")
+    }
+
+    func testParsesTheOfficialForm() throws {
+        let o = try parse(#"{"layers": [{"layer": 11, "routing_weights": {"expert_3": 0.5, "expert_63": 0.25}}]}"#)
+        XCTAssertEqual(o.layers.keys.sorted(), [11])
+        XCTAssertEqual(o.layers[11]?[3], 0.5)
+        XCTAssertEqual(o.layers[11]?[63], 0.25)
+        XCTAssertEqual(o.layers[11]?.reduce(0, +), 0.75)
+        XCTAssertEqual(try RoutingOverride(officialJSON: o.officialJSON(), layers: 16, experts: 64), o)
+    }
+
+    func testRejectsLayerOutOfRange() {
+        XCTAssertThrowsError(try parse(#"{"layers": [{"layer": 16, "routing_weights": {"expert_0": 1}}]}"#)) {
+            XCTAssertTrue("\($0)".contains("layer 16"), "\($0)")
+        }
+    }
+
+    func testRejectsExpertOutOfRange() {
+        XCTAssertThrowsError(try parse(#"{"layers": [{"layer": 2, "routing_weights": {"expert_64": 1}}]}"#)) {
+            XCTAssertTrue("\($0)".contains("expert_64") && "\($0)".contains("layer 2"), "\($0)")
+        }
+    }
+
+    func testRejectsBadKeysAndValues() {
+        for bad in [#"{"expert_x": 1}"#, #"{"expert_1": -0.5}"#, #"{"expert_1": 0}"#, #"{"e1": 1}"#] {
+            XCTAssertThrowsError(try parse(#"{"layers": [{"layer": 0, "routing_weights": \#(bad)}]}"#)) {
+                XCTAssertTrue("\($0)".contains("layer 0"), "\($0)")
+            }
+        }
+    }
+}
