@@ -1,0 +1,55 @@
+import C3POModel
+import Foundation
+import XCTest
+
+/// The Swift side of Scripts/bench-moe. Skipped unless C3PO_BENCH_MOE_DIR names a checkpoint;
+/// prints one `BENCH {json}` line per measurement (medians of C3PO_BENCH_REPEATS warm runs).
+final class MoEBenchmarkTests: XCTestCase {
+    func testPrefillAndTailTimings() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let dir = env["C3PO_BENCH_MOE_DIR"] else { throw XCTSkip("set C3PO_BENCH_MOE_DIR to run the MoE benchmark") }
+        let lengths = (env["C3PO_BENCH_LENGTHS"] ?? "64,128,512").split(separator: ",").compactMap { Int($0) }
+        let repeats = Int(env["C3PO_BENCH_REPEATS"] ?? "3") ?? 3
+        let tailLayers = Int(env["C3PO_BENCH_TAIL_LAYERS"] ?? "5") ?? 5
+        let model = try ModelLoader.load(directory: URL(fileURLWithPath: dir))
+        func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+        func emit(_ obj: [String: Any]) throws {
+            print("BENCH " + String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+        }
+        var rng = SystemRandomNumberGenerator()
+        for n in lengths {
+            let tokens = (0..<n).map { _ in Int.random(in: 0..<min(50000, model.vocabularySize), using: &rng) }
+            _ = try model.prefill(tokens, override: nil) // warm-up
+            var times: [Double] = []
+            var state: PrefillState?
+            for _ in 0..<repeats {
+                let t0 = Date()
+                state = try model.prefill(tokens, override: nil)
+                times.append(Date().timeIntervalSince(t0))
+            }
+            let full = median(times)
+            try emit(["what": "prefill", "tokens": n, "seconds": full, "tokens_per_s": Double(n) / full, "rss_peak_kb": peakRSS()])
+            guard let state else { continue }
+            let from = max(0, model.layerCount - tailLayers)
+            var weights = [Float](repeating: 0, count: model.expertCount)
+            for e in 0..<min(20, model.expertCount) { weights[e] = Float(e + 1) }
+            let o = RoutingOverride(layers: Dictionary(uniqueKeysWithValues: (from..<model.layerCount).map { ($0, weights) }))
+            _ = try model.reevaluateTail(state, fromLayer: from, override: o, rows: nil)
+            var tail: [Double] = []
+            for _ in 0..<max(5, repeats) {
+                let t0 = Date()
+                _ = try model.reevaluateTail(state, fromLayer: from, override: o, rows: [0, 1, 2, 3])
+                tail.append(Date().timeIntervalSince(t0))
+            }
+            try emit(["what": "tail", "tokens": n, "layers": model.layerCount - from, "seconds": median(tail), "fraction_of_prefill": median(tail) / full])
+        }
+    }
+
+    func peakRSS() -> Int {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
+        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+        }
+        return -1
+    }
+}
