@@ -185,13 +185,18 @@ public enum ReferenceArchive {
     /// Returns the number of records in the file.
     static func readFile(_ data: Data, file: String, task: String, options: Options, into set: inout ReferenceSet,
                          note: (String) -> Void) throws -> Int {
-        let decoder = JSONDecoder()
-        // Python's json.dump writes NaN/Infinity for non-finite floats: accept the tokens
-        // so that such weights are reported as non-finite rather than as malformed JSON.
-        decoder.allowsJSON5 = true
         let slots: [String: Slot]
         do {
-            slots = try decoder.decode([String: Slot].self, from: data)
+            do {
+                slots = try JSONDecoder().decode([String: Slot].self, from: data)
+            } catch DecodingError.dataCorrupted {
+                // Python's json.dump writes NaN/Infinity for non-finite floats: retry with
+                // JSON5, which reads those tokens, so that such weights are reported as
+                // non-finite rather than as malformed JSON (strict JSON first: faster).
+                let json5 = JSONDecoder()
+                json5.allowsJSON5 = true
+                slots = try json5.decode([String: Slot].self, from: data)
+            }
         } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.isEmpty {
             throw Error.wrongShape(file: file, field: "(top level)", reason: "expected an object case_id → record")
         } catch DecodingError.typeMismatch(_, let ctx) {
