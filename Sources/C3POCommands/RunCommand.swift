@@ -112,7 +112,7 @@ public struct RunCommand: ParsableCommand {
         encoder.outputFormatting = [.sortedKeys]
         let results = try runner.run(questions) { r, o in
             if out != nil { lines.append(try encoder.encode(r)); lines.append(0x0A) }
-            if let o, emitWeights != nil { emitted[r.id] = Self.officialForm(o) }
+            if let o, emitWeights != nil { emitted[r.id] = o.officialObject() }
             if let why = r.skipped, !quiet { StandardError.warning("skipped \(r.id): \(why)") }
         }
         // Outputs are written only once the whole run succeeded (atomically).
@@ -129,19 +129,6 @@ public struct RunCommand: ParsableCommand {
         } else {
             print(Self.table(summary))
         }
-    }
-
-    /// `{"layers": [{"layer": l, "routing_weights": {"expert_i": w}}]}`, weights normalised
-    /// to sum 1 per layer as the override semantics apply them (c3po-method.md).
-    static func officialForm(_ o: RoutingOverride) -> [String: Any] {
-        let layers: [[String: Any]] = o.layers.keys.sorted().map { l in
-            let w = o.layers[l] ?? []
-            let s = w.reduce(0, +)
-            var m: [String: Double] = [:]
-            for (i, v) in w.enumerated() { m["expert_\(i)"] = Double(s > 0 ? v / s : v) }
-            return ["layer": l, "routing_weights": m]
-        }
-        return ["layers": layers]
     }
 
     static func table(_ s: RunSummary) -> String {

@@ -44,15 +44,22 @@ extension RoutingOverride {
         self.init(layers: layers)
     }
 
-    /// The official form, layers ascending, each layer's keys sorted by weight (descending).
-    public func officialJSON() throws -> Data {
-        var items: [[String: Any]] = []
-        for l in layers.keys.sorted() {
-            var weights: [String: Any] = [:]
-            for (e, w) in (layers[l] ?? []).enumerated() { weights["expert_\(e)"] = Double(w) }
-            items.append(["layer": l, "routing_weights": weights])
+    /// The official form as a JSON object: layers ascending, each layer's weights
+    /// normalised to sum 1 (as the override semantics apply them).
+    public func officialObject() -> [String: Any] {
+        let items: [[String: Any]] = layers.keys.sorted().map { l in
+            let w = layers[l] ?? []
+            let sum = w.reduce(0, +)
+            var weights: [String: Double] = [:]
+            for (e, v) in w.enumerated() { weights["expert_\(e)"] = Double(sum > 0 ? v / sum : v) }
+            return ["layer": l, "routing_weights": weights]
         }
-        return try JSONSerialization.data(withJSONObject: ["layers": items], options: [.sortedKeys])
+        return ["layers": items]
+    }
+
+    /// `officialObject()` serialised with sorted keys.
+    public func officialJSON() throws -> Data {
+        try JSONSerialization.data(withJSONObject: officialObject(), options: [.sortedKeys])
     }
 }
 
