@@ -9,8 +9,8 @@ public struct EmbedCommand: ParsableCommand {
         commandName: "embed",
         abstract: "Embed texts with the sentence embedder into a float32 .npy [n, dim].",
         discussion: """
-            Each non-blank input line is one text (or, with --jsonl FIELD, one JSON record whose FIELD \
-            is the text); row i of the output is the i-th text, L2-normalised. The output is written \
+            Each input line is one text, blank lines included, so row i of the output is line i + 1 \
+            (with --jsonl FIELD: FIELD of each non-blank JSON line). Rows are L2-normalised. The output is written \
             atomically: on any error no partial file is left and an existing one is kept.
             """
     )

@@ -5,9 +5,11 @@ import Foundation
 public enum BertModelError: Error, CustomStringConvertible {
     case missingFile(URL)
     case badConfig(URL, String)
+    case badInput(String)
 
     public var description: String {
         switch self {
+        case let .badInput(why): return "BERT input: \(why)"
         case let .missingFile(url): return "\(url.path): missing"
         case let .badConfig(url, why): return "\(url.path): \(why)"
         }
@@ -157,12 +159,20 @@ public final class BertModel: @unchecked Sendable {
 
     /// Last hidden states of the sequences, packed: [sum of lengths, hidden], sequence after
     /// sequence. Ids must lie in 0..<vocabSize and each sequence fit maxPositionEmbeddings.
-    public func forward(_ sequences: [[Int]], threads: Int = Parallel.defaultThreads) -> [Float] {
+    public func forward(_ sequences: [[Int]], threads: Int = Parallel.defaultThreads) throws -> [Float] {
         let h = config.hiddenSize, inter = config.intermediateSize
         let heads = config.numAttentionHeads, d = config.headDim
         var starts: [Int] = []
         var total = 0
-        for s in sequences { starts.append(total); total += s.count }
+        for (i, s) in sequences.enumerated() {
+            guard s.count <= config.maxPositionEmbeddings else {
+                throw BertModelError.badInput("sequence \(i) has \(s.count) tokens, more than max_position_embeddings \(config.maxPositionEmbeddings)")
+            }
+            if let bad = s.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+                throw BertModelError.badInput("sequence \(i) holds token id \(bad), outside 0..<\(config.vocabSize)")
+            }
+            starts.append(total); total += s.count
+        }
         guard total > 0 else { return [] }
 
         var x = [Float](repeating: 0, count: total * h)          // [tokens, hidden]

@@ -151,7 +151,7 @@ public final class SentenceTransformer: SentenceEmbedder, @unchecked Sendable {
         for lo in stride(from: 0, to: n, by: step) {
             let members = Array(order[lo..<min(n, lo + step)])
             let batch = members.map { ids[$0] }
-            let hidden = model.forward(batch, threads: threads) // [tokens, hidden]
+            let hidden = try model.forward(batch, threads: threads) // [tokens, hidden]
             var start = 0
             hidden.withUnsafeBufferPointer { hb in
                 result.withUnsafeMutableBufferPointer { rb in

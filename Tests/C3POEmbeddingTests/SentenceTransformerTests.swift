@@ -34,6 +34,9 @@ final class SentenceTransformerTests: XCTestCase {
         let single = try model.embed(Array(golden.sentences.prefix(3)), batchSize: 1, progress: nil)
         for k in 0..<(3 * d) { XCTAssertEqual(single[k], ours[k], accuracy: 1e-5) }
         XCTAssertEqual(try model.embed([], batchSize: 32, progress: nil), [])
+        // The encoder refuses ids outside its table and sequences beyond its positions.
+        XCTAssertThrowsError(try model.model.forward([[101, 30522, 102]]))
+        XCTAssertThrowsError(try model.model.forward([[Int](repeating: 100, count: 513)]))
     }
 
     private func assertLoadFails(_ dir: URL, mentions needle: String, file: StaticString = #filePath, line: UInt = #line) {
