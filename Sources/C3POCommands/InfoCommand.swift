@@ -32,7 +32,7 @@ public struct InfoCommand: ParsableCommand {
         var sizeBytes: Int64
         var criticalLayers: [Int]
         var mixing: IndexManifest.Mixing
-        var model: IndexModelInfo?
+        var model: ModelIdentity?
         var sources: [IndexManifest.Source]
         var filters: IndexManifest.Filters
         var searchParameters: [String: Double]

@@ -14,7 +14,7 @@ public struct IndexContents: Sendable {
     public var embedderID: String
     public var dimension: Int
     public var sources: [IndexManifest.Source]
-    public var model: IndexModelInfo?
+    public var model: ModelIdentity?
     /// nil: the paper's default (the last 5 layers).
     public var criticalLayers: [Int]?
     public var mixing: IndexManifest.Mixing
@@ -23,7 +23,7 @@ public struct IndexContents: Sendable {
     public var searchParameters: [String: Double]
 
     public init(records: [ReferenceRecord], pathways: [Float], embeddings: [Float], layers: Int, experts: Int,
-                embedderID: String, dimension: Int, sources: [IndexManifest.Source], model: IndexModelInfo? = nil,
+                embedderID: String, dimension: Int, sources: [IndexManifest.Source], model: ModelIdentity? = nil,
                 criticalLayers: [Int]? = nil, mixing: IndexManifest.Mixing = .defaults,
                 filters: IndexManifest.Filters = IndexManifest.Filters(), searchParameters: [String: Double] = [:]) {
         self.records = records; self.pathways = pathways; self.embeddings = embeddings

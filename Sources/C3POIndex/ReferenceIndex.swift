@@ -35,26 +35,6 @@ public struct ReferenceRecord: Codable, Sendable, Equatable {
     }
 }
 
-/// The model identity stored in a manifest: the same JSON keys as C3POModel's
-/// `ModelIdentity` (C3POIndex does not depend on C3POModel).
-public struct IndexModelInfo: Codable, Sendable, Equatable {
-    public var id: String
-    public var configSHA256: String
-    public var layers: Int
-    public var experts: Int
-    public var topK: Int
-
-    enum CodingKeys: String, CodingKey {
-        case id, layers, experts
-        case configSHA256 = "config_sha256"
-        case topK = "top_k"
-    }
-
-    public init(id: String, configSHA256: String, layers: Int, experts: Int, topK: Int) {
-        self.id = id; self.configSHA256 = configSHA256; self.layers = layers; self.experts = experts; self.topK = topK
-    }
-}
-
 /// `manifest.json`: what an index folder is.
 public struct IndexManifest: Codable, Sendable, Equatable {
     public static let formatName = "c3po-index"
@@ -128,7 +108,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     public var created: String
     public var tool: String
     public var embedder: Embedder
-    public var model: IndexModelInfo?
+    public var model: ModelIdentity?
     public var layers: Int
     public var experts: Int
     public var criticalLayers: [Int]
@@ -150,7 +130,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     }
 
     public init(format: String = IndexManifest.formatName, formatVersion: Int = IndexManifest.currentVersion,
-                created: String, tool: String = IndexManifest.toolName, embedder: Embedder, model: IndexModelInfo?,
+                created: String, tool: String = IndexManifest.toolName, embedder: Embedder, model: ModelIdentity?,
                 layers: Int, experts: Int, criticalLayers: [Int], factory: String, metric: String = "inner_product",
                 count: Int, tasks: [String: Int], sources: [Source], filters: Filters, mixing: Mixing,
                 searchParameters: [String: Double] = [:]) {
@@ -168,7 +148,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         created = try c.decode(String.self, forKey: .created)
         tool = try c.decode(String.self, forKey: .tool)
         embedder = try c.decode(Embedder.self, forKey: .embedder)
-        model = try c.decodeIfPresent(IndexModelInfo.self, forKey: .model)
+        model = try c.decodeIfPresent(ModelIdentity.self, forKey: .model)
         layers = try c.decode(Int.self, forKey: .layers)
         experts = try c.decode(Int.self, forKey: .experts)
         criticalLayers = try c.decode([Int].self, forKey: .criticalLayers)

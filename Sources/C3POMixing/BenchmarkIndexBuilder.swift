@@ -105,7 +105,7 @@ public enum BenchmarkIndexBuilder {
             of: set, embeddings: keptEmb, embedderID: embedder.identifier, dimension: embedder.dimension,
             options: .init(factory: options.factory, batchSize: options.batchSize, progress: options.progress), filters: filters)
         let id = model.identity
-        contents.model = IndexModelInfo(id: id.id, configSHA256: id.configSHA256, layers: id.layers, experts: id.experts, topK: id.topK)
+        contents.model = id
         contents.criticalLayers = critical
         var extra: [String: Data] = [:]
         if options.tune, !taskWeights.tasks.isEmpty {
