@@ -254,7 +254,8 @@ public enum ReferenceArchive {
             var layers: [ParsedLayer] = []
             var a = try s.beginArray()
             while try s.nextElement(&a) {
-                let field = "last_token_routing.layers[\(layers.count)]"
+                let index = layers.count
+                var field: String { "last_token_routing.layers[\(index)]" } // built only for a message
                 var layer = ParsedLayer()
                 defer { layers.append(layer) }
                 guard try expect(.object, &s, field: field, slot: 4, into: &r) else { continue }
@@ -367,12 +368,15 @@ public enum ReferenceArchive {
         let L = layers.count
         guard L > 0 else { throw RecordProblem("'last_token_routing.layers' is empty") }
         // Keys first: a malformed or repeated key is named as such, not as a count mismatch.
+        var seen = [Bool]() // by expert index, for indices in 0..<4096 (larger ones fail the range check below)
         for entry in layers {
             let layer = entry.layer ?? -1
             if let bad = entry.badKey { throw RecordProblem("layer \(layer): key '\(bad)' is not expert_<i>") }
-            var seen = Set<Int>(minimumCapacity: entry.experts.count)
-            for e in entry.experts where !seen.insert(e).inserted {
-                throw RecordProblem("layer \(layer): expert \(e) listed twice")
+            seen.removeAll(keepingCapacity: true)
+            seen.append(contentsOf: repeatElement(false, count: min(4096, (entry.experts.max() ?? 0) + 1)))
+            for e in entry.experts where (0..<seen.count).contains(e) {
+                guard !seen[e] else { throw RecordProblem("layer \(layer): expert \(e) listed twice") }
+                seen[e] = true
             }
         }
         // The widest layer sets the expert count, so a layer with a missing key is the one named.
