@@ -77,8 +77,13 @@ public struct BuildCommand: ParsableCommand {
     }
 
     func parsedSearchParameters() throws -> [String: Double] {
+        try Self.parseSearchParameters(searchParameters)
+    }
+
+    /// `NAME=VALUE` strings (`--search-parameter`, also used by `query`) → a dictionary.
+    static func parseSearchParameters(_ list: [String]) throws -> [String: Double] {
         var out: [String: Double] = [:]
-        for p in searchParameters {
+        for p in list {
             let parts = p.split(separator: "=", maxSplits: 1)
             guard parts.count == 2, let v = Double(parts[1]) else {
                 throw ValidationError("--search-parameter expects NAME=VALUE, got '\(p)'")

@@ -35,6 +35,9 @@ public struct QueryCommand: ParsableCommand {
     @Flag(help: "Search queries one at a time and report latency p50/p99 on stderr.")
     public var reportLatency = false
 
+    @Option(name: .customLong("search-parameter"), help: "faiss search parameter for this run, NAME=VALUE (e.g. nprobe=32, efSearch=128), overriding the one stored in the index; repeatable.")
+    public var searchParameters: [String] = []
+
     @OptionGroup public var embedderOptions: EmbedderOptions
 
     @Argument(help: "Query text(s). A full prompt is reduced to its question part as references are.")
@@ -47,6 +50,7 @@ public struct QueryCommand: ParsableCommand {
         let sources = [!text.isEmpty, file != nil, vectors != nil].filter { $0 }.count
         guard sources == 1 else { throw ValidationError("give exactly one of: query TEXT, --file, --vectors") }
         if jsonl != nil && file == nil { throw ValidationError("--jsonl needs --file") }
+        _ = try BuildCommand.parseSearchParameters(searchParameters)
     }
 
     struct Output: Encodable {
@@ -72,6 +76,9 @@ public struct QueryCommand: ParsableCommand {
 
     public func run() throws {
         let idx = try ReferenceIndex(directory: URL(fileURLWithPath: index))
+        for (name, value) in try BuildCommand.parseSearchParameters(searchParameters).sorted(by: { $0.key < $1.key }) {
+            try idx.setSearchParameter(name, value)
+        }
         var labels: [String]
         let matrix: [Float] // [queries, dimension]
         if let path = vectors {

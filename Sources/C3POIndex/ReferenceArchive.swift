@@ -100,6 +100,9 @@ public enum ReferenceArchive {
                             note: (String) -> Void = { StandardError.write($0 + "\n") }) throws {
         let archiveName = url.lastPathComponent
         var read = 0
+        var jsonBytes = 0
+        var parseSeconds = 0.0
+        let started = Date()
         try ArchiveReader(url: url, limits: options.limits).forEachFile { path, data in
             let base = (path as NSString).lastPathComponent
             let file = "\(archiveName):\(path)"
@@ -116,62 +119,179 @@ public enum ReferenceArchive {
                 note("note: \(file): skipped (no task in the file name: expected <prefix>_<task>_..._routing_results.json)")
                 return
             }
+            let t = Date()
             read += try readFile(data, file: file, task: task, options: options, into: &set, note: note)
+            parseSeconds += Date().timeIntervalSince(t)
+            jsonBytes += data.count
         }
+        // Ingestion throughput, for `Scripts/bench-index` and for users of large archives.
+        let mb = Double(jsonBytes) / 1e6
+        note("read \(archiveName): \(read) records, " + String(format: "%.1f MB of JSON parsed and validated in %.2f s (%.1f MB/s); %.2f s in all",
+                    mb, parseSeconds, parseSeconds > 0 ? mb / parseSeconds : 0, Date().timeIntervalSince(started)))
         set.sources.append(.init(path: archiveName, kind: "archive", sha256: try SHA256Hasher.hexDigest(ofFile: url), records: read))
     }
 
     // MARK: one JSON file
 
-    struct RawRouting: Decodable {
-        let layers: [RawLayer]
+    /// One layer of `last_token_routing.layers` as parsed: expert indices and weights in
+    /// document order (`routing_weights` is streamed, no dictionary is built).
+    struct ParsedLayer {
+        var layer: Int?
+        var hasWeights = false
+        /// Expert index of each `expert_<i>` key; `Int.min` for a key of another form.
+        var experts: [Int] = []
+        var weights: [Double] = []
+        /// The first key not of the form `expert_<i>`, for the message.
+        var badKey: String?
     }
 
-    struct RawLayer: Decodable {
-        let layer: Int
-        let routingWeights: [String: Double]
-        enum CodingKeys: String, CodingKey { case layer, routingWeights = "routing_weights" }
-    }
+    /// One record as parsed, its first problem kept (not thrown) so that a bad record can
+    /// be skipped without losing the file.
+    struct ParsedRecord {
+        var inputText: String?
+        var correctAnswer: String?
+        var modelAnswer: String?
+        var isCorrect: Bool?
+        var layers: [ParsedLayer]?
+        /// Fields in the official format's order; the first problem in this order is reported
+        /// (the order in which JSONDecoder, used before, checked them).
+        static let fields = ["input_text", "correct_answer", "model_answer", "is_correct", "last_token_routing"]
+        var seen = [Bool](repeating: false, count: 5)
+        var problems = [String?](repeating: nil, count: 5)
 
-    struct RawRecord: Decodable {
-        let inputText: String
-        let correctAnswer: String
-        let modelAnswer: String?
-        let isCorrect: Bool
-        let lastTokenRouting: RawRouting
-        enum CodingKeys: String, CodingKey {
-            case inputText = "input_text", correctAnswer = "correct_answer", modelAnswer = "model_answer"
-            case isCorrect = "is_correct", lastTokenRouting = "last_token_routing"
+        mutating func note(_ slot: Int, _ problem: String) {
+            if problems[slot] == nil { problems[slot] = problem }
+        }
+
+        /// The first problem, or a missing required field (`model_answer` is optional).
+        var problem: String? {
+            for slot in 0..<5 {
+                if let p = problems[slot] { return p }
+                if !seen[slot] && slot != 2 { return "missing field '\(Self.fields[slot])'" }
+            }
+            return nil
         }
     }
 
-    /// A record whose decoding failure is kept rather than thrown, so that one bad record
-    /// can be skipped without losing the file.
-    struct Slot: Decodable {
-        let result: Result<RawRecord, Swift.Error>
-        init(from decoder: Decoder) throws {
-            // A value that is not an object is a wrong file shape, not a bad record.
-            _ = try decoder.container(keyedBy: RawRecord.CodingKeys.self)
-            do { result = .success(try RawRecord(from: decoder)) } catch { result = .failure(error) }
+    /// Reads a value expected to be of `kind` for `field`; on another kind notes the
+    /// problem in `slot` and skips the value. Returns whether the value is to be read.
+    static func expect(_ kind: JSONScanner.Kind, _ s: inout JSONScanner, field: @autoclosure () -> String,
+                       slot: Int, nullable: Bool = false, into r: inout ParsedRecord) throws -> Bool {
+        let k = try s.peek()
+        if k == kind { return true }
+        if k == .null {
+            if !nullable { r.note(slot, "field '\(field())' is null") }
+            try s.readNull()
+            return false
         }
+        r.note(slot, "field '\(field())' is not \(kind)")
+        try s.skipValue()
+        return false
     }
 
-    static func fieldPath(_ path: [CodingKey]) -> String {
-        // Array positions have a string value "Index <i>"; dictionary keys (case ids) may
-        // also carry an int value, so the string decides.
-        path.map { k in k.stringValue.hasPrefix("Index ") ? "[\(k.intValue ?? 0)]" : k.stringValue }
-            .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+    /// Expert index of a `routing_weights` key: `expert_<i>`, `i` a decimal integer
+    /// written as Swift/Python print it (no sign, no leading zero); a negative `i` is
+    /// returned to be reported out of range. nil for any other form.
+    static func expertIndex(_ key: JSONScanner.Key) -> Int? {
+        guard !key.hasEscapes else {
+            let k = key.string
+            guard k.hasPrefix("expert_"), let e = Int(k.dropFirst(7)), String(e) == k.dropFirst(7) else { return nil }
+            return e
+        }
+        let raw = key.raw
+        let prefix: StaticString = "expert_"
+        guard raw.count > 7, raw.count <= 7 + 18, memcmp(raw.baseAddress!, prefix.utf8Start, 7) == 0 else { return nil }
+        var i = 7
+        let negative = raw[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        guard i < raw.count, !(raw[i] == UInt8(ascii: "0") && (raw.count - i > 1 || negative)) else { return nil }
+        var e = 0
+        while i < raw.count {
+            let d = raw[i] &- UInt8(ascii: "0")
+            guard d < 10 else { return nil }
+            e = e * 10 + Int(d)
+            i += 1
+        }
+        return negative ? -e : e
     }
 
-    static func describe(_ error: Swift.Error, dropping prefix: Int) -> String {
-        func path(_ p: [CodingKey]) -> String { fieldPath(Array(p.dropFirst(prefix))) }
-        switch error {
-        case let DecodingError.keyNotFound(key, ctx): return "missing field '\(path(ctx.codingPath + [key]))'"
-        case let DecodingError.typeMismatch(type, ctx): return "field '\(path(ctx.codingPath))' is not \(type == Double.self ? "a number" : type == Bool.self ? "a boolean" : type == String.self ? "a string" : "of the expected type")"
-        case let DecodingError.valueNotFound(_, ctx): return "field '\(path(ctx.codingPath))' is null"
-        case let DecodingError.dataCorrupted(ctx): return "field '\(path(ctx.codingPath))': \(ctx.debugDescription)"
-        default: return "\(error)"
+    /// Parses one record object (the scanner at its `{`).
+    static func parseRecord(_ s: inout JSONScanner) throws -> ParsedRecord {
+        var r = ParsedRecord()
+        var c = try s.beginObject()
+        while let key = try s.nextKey(&c) {
+            if key.equals("input_text") {
+                r.seen[0] = true
+                if try expect(.string, &s, field: "input_text", slot: 0, into: &r) { r.inputText = try s.readString() }
+            } else if key.equals("correct_answer") {
+                r.seen[1] = true
+                if try expect(.string, &s, field: "correct_answer", slot: 1, into: &r) { r.correctAnswer = try s.readString() }
+            } else if key.equals("model_answer") {
+                r.seen[2] = true
+                if try expect(.string, &s, field: "model_answer", slot: 2, nullable: true, into: &r) { r.modelAnswer = try s.readString() }
+            } else if key.equals("is_correct") {
+                r.seen[3] = true
+                if try expect(.bool, &s, field: "is_correct", slot: 3, into: &r) { r.isCorrect = try s.readBool() }
+            } else if key.equals("last_token_routing") {
+                r.seen[4] = true
+                try parseRouting(&s, into: &r)
+            } else {
+                try s.skipValue()
+            }
         }
+        return r
+    }
+
+    /// `last_token_routing`: `{"layers": [{"layer": int, "routing_weights": {"expert_<i>": w}}]}`.
+    static func parseRouting(_ s: inout JSONScanner, into r: inout ParsedRecord) throws {
+        guard try expect(.object, &s, field: "last_token_routing", slot: 4, into: &r) else { return }
+        var c = try s.beginObject()
+        var sawLayers = false
+        while let key = try s.nextKey(&c) {
+            guard key.equals("layers") else { try s.skipValue(); continue }
+            sawLayers = true
+            guard try expect(.array, &s, field: "last_token_routing.layers", slot: 4, into: &r) else { continue }
+            var layers: [ParsedLayer] = []
+            var a = try s.beginArray()
+            while try s.nextElement(&a) {
+                let index = layers.count
+                var field: String { "last_token_routing.layers[\(index)]" } // built only for a message
+                var layer = ParsedLayer()
+                defer { layers.append(layer) }
+                guard try expect(.object, &s, field: field, slot: 4, into: &r) else { continue }
+                var o = try s.beginObject()
+                while let k = try s.nextKey(&o) {
+                    if k.equals("layer") {
+                        layer.layer = nil
+                        guard try expect(.number, &s, field: field + ".layer", slot: 4, into: &r) else { layer.layer = -1; continue }
+                        let v = try s.readDouble()
+                        // An integral number (2 or 2.0) names a layer; anything else is refused.
+                        if v.rounded() == v, abs(v) < 1e15 { layer.layer = Int(v) } else {
+                            r.note(4, "field '\(field).layer' is not an integer (\(v))"); layer.layer = -1
+                        }
+                    } else if k.equals("routing_weights") {
+                        layer.hasWeights = true
+                        layer.experts.removeAll(keepingCapacity: true); layer.weights.removeAll(keepingCapacity: true)
+                        guard try expect(.object, &s, field: field + ".routing_weights", slot: 4, into: &r) else { continue }
+                        layer.experts.reserveCapacity(64); layer.weights.reserveCapacity(64)
+                        var w = try s.beginObject()
+                        while let ek = try s.nextKey(&w) {
+                            let e = expertIndex(ek)
+                            if e == nil && layer.badKey == nil { layer.badKey = ek.string }
+                            guard try expect(.number, &s, field: "\(field).routing_weights.\(ek.string)", slot: 4, into: &r) else { continue }
+                            layer.experts.append(e ?? Int.min)
+                            layer.weights.append(try s.readDouble())
+                        }
+                    } else {
+                        try s.skipValue()
+                    }
+                }
+                if layer.layer == nil { r.note(4, "missing field '\(field).layer'") }
+                if !layer.hasWeights { r.note(4, "missing field '\(field).routing_weights'") }
+            }
+            r.layers = layers
+        }
+        if !sawLayers { r.note(4, "missing field 'last_token_routing.layers'") }
     }
 
     /// Orders case ids numerically when they are all integers, else as strings, so that
@@ -182,95 +302,111 @@ public enum ReferenceArchive {
         return ids.sorted()
     }
 
-    /// Returns the number of records in the file.
+    /// Returns the number of records in the file. The whole file is parsed (syntax and
+    /// shape) before any record is validated or added, so a malformed file adds nothing.
     static func readFile(_ data: Data, file: String, task: String, options: Options, into set: inout ReferenceSet,
                          note: (String) -> Void) throws -> Int {
-        let slots: [String: Slot]
+        var parsed: [String: ParsedRecord] = [:] // duplicate case ids: the last wins, as in Python's json
+        var current: String? // case id being parsed, named in syntax errors
         do {
-            do {
-                slots = try JSONDecoder().decode([String: Slot].self, from: data)
-            } catch DecodingError.dataCorrupted {
-                // Python's json.dump writes NaN/Infinity for non-finite floats: retry with
-                // JSON5, which reads those tokens, so that such weights are reported as
-                // non-finite rather than as malformed JSON (strict JSON first: faster).
-                let json5 = JSONDecoder()
-                json5.allowsJSON5 = true
-                slots = try json5.decode([String: Slot].self, from: data)
+            try data.withUnsafeBytes { raw in
+                var s = JSONScanner(raw)
+                // A shape error is thrown after the whole text parsed: malformed JSON is reported first.
+                var shapeError: Error?
+                guard try s.peek() == .object else {
+                    try s.skipValue(); try s.finish()
+                    throw Error.wrongShape(file: file, field: "(top level)", reason: "expected an object case_id → record")
+                }
+                var c = try s.beginObject()
+                while let key = try s.nextKey(&c) {
+                    let caseID = key.string
+                    current = caseID
+                    guard try s.peek() == .object else {
+                        if shapeError == nil { shapeError = .wrongShape(file: file, field: caseID, reason: "expected an object (a record)") }
+                        try s.skipValue()
+                        continue
+                    }
+                    parsed[caseID] = try parseRecord(&s)
+                }
+                current = nil
+                try s.finish()
+                if let shapeError { throw shapeError }
             }
-        } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.isEmpty {
-            throw Error.wrongShape(file: file, field: "(top level)", reason: "expected an object case_id → record")
-        } catch DecodingError.typeMismatch(_, let ctx) {
-            throw Error.wrongShape(file: file, field: fieldPath(ctx.codingPath), reason: "expected an object (a record)")
-        } catch {
-            throw Error.wrongShape(file: file, field: "(top level)", reason: "not valid JSON")
+        } catch let e as JSONScanner.Error {
+            let inRecord = current.map { ", in record '\(task)_\($0)'" } ?? ""
+            throw Error.wrongShape(file: file, field: "(top level)", reason: "not valid JSON: \(e)\(inRecord)")
         }
-        for caseID in sortedIDs(slots.keys) {
-            guard let slot = slots[caseID] else { continue }
+        for caseID in sortedIDs(parsed.keys) {
+            guard let raw = parsed[caseID] else { continue }
             let id = "\(task)_\(caseID)"
             do {
-                let raw: RawRecord
-                switch slot.result {
-                case let .success(r): raw = r
-                case let .failure(e): throw RecordProblem(describe(e, dropping: 1))
-                }
-                let (pathway, layers, experts) = try pathway(of: raw.lastTokenRouting, tolerance: options.sumTolerance)
-                if !raw.isCorrect && !options.includeIncorrect {
+                if let problem = raw.problem { throw RecordProblem(problem) }
+                guard let inputText = raw.inputText, let correctAnswer = raw.correctAnswer, let isCorrect = raw.isCorrect,
+                      let layers = raw.layers else { throw RecordProblem("incomplete record") }
+                let (pathway, L, E) = try pathway(of: layers, tolerance: options.sumTolerance)
+                if !isCorrect && !options.includeIncorrect {
                     set.skippedIncorrect += 1
                     continue
                 }
                 let record = ReferenceRecord(
-                    row: 0, id: id, task: task, question: QuestionText.extract(from: raw.inputText),
-                    gold: raw.correctAnswer.trimmingCharacters(in: .whitespaces), modelAnswer: raw.modelAnswer,
-                    correct: raw.isCorrect, source: file, prompt: raw.inputText)
-                try set.append(record, pathway: pathway, layers: layers, experts: experts)
+                    row: 0, id: id, task: task, question: QuestionText.extract(from: inputText),
+                    gold: correctAnswer.trimmingCharacters(in: .whitespaces), modelAnswer: raw.modelAnswer,
+                    correct: isCorrect, source: file, prompt: inputText)
+                try set.append(record, pathway: pathway, layers: L, experts: E)
             } catch let p as RecordProblem {
                 guard options.skipInvalid else { throw Error.invalidRecord(file: file, id: id, reason: p.reason) }
                 set.skippedInvalid += 1
                 note("skipped: \(file): record '\(id)': \(p.reason)")
             }
         }
-        return slots.count
+        return parsed.count
     }
 
     /// `last_token_routing.layers[*].routing_weights` → dense [layers, experts], checked:
     /// every layer 0..<L and expert 0..<E exactly once, weights finite, ≥ 0, summing to 1.
-    static func pathway(of routing: RawRouting, tolerance: Double) throws -> ([Float], Int, Int) {
-        let L = routing.layers.count
+    static func pathway(of layers: [ParsedLayer], tolerance: Double) throws -> ([Float], Int, Int) {
+        let L = layers.count
         guard L > 0 else { throw RecordProblem("'last_token_routing.layers' is empty") }
+        // Keys first: a malformed or repeated key is named as such, not as a count mismatch.
+        var seen = [Bool]() // by expert index, for indices in 0..<4096 (larger ones fail the range check below)
+        for entry in layers {
+            let layer = entry.layer ?? -1
+            if let bad = entry.badKey { throw RecordProblem("layer \(layer): key '\(bad)' is not expert_<i>") }
+            seen.removeAll(keepingCapacity: true)
+            seen.append(contentsOf: repeatElement(false, count: min(4096, (entry.experts.max() ?? 0) + 1)))
+            for e in entry.experts where (0..<seen.count).contains(e) {
+                guard !seen[e] else { throw RecordProblem("layer \(layer): expert \(e) listed twice") }
+                seen[e] = true
+            }
+        }
         // The widest layer sets the expert count, so a layer with a missing key is the one named.
-        let E = routing.layers.map(\.routingWeights.count).max() ?? 0
+        let E = layers.map(\.experts.count).max() ?? 0
         guard E > 0 else { throw RecordProblem("'last_token_routing.layers[*].routing_weights' are empty") }
         var dense = [Float](repeating: 0, count: L * E) // [layers, experts]
         var seenLayer = [Bool](repeating: false, count: L)
-        for (i, entry) in routing.layers.enumerated() {
+        for (i, entry) in layers.enumerated() {
             let field = "last_token_routing.layers[\(i)]"
-            guard (0..<L).contains(entry.layer) else {
-                throw RecordProblem("'\(field).layer' is \(entry.layer), outside 0..<\(L) (\(L) layers listed)")
+            let layer = entry.layer ?? -1
+            guard (0..<L).contains(layer) else {
+                throw RecordProblem("'\(field).layer' is \(layer), outside 0..<\(L) (\(L) layers listed)")
             }
-            guard !seenLayer[entry.layer] else { throw RecordProblem("layer \(entry.layer) listed twice") }
-            seenLayer[entry.layer] = true
-            let weights = entry.routingWeights
-            guard weights.count == E else {
-                throw RecordProblem("layer \(entry.layer) has \(weights.count) experts, other layers have \(E) (missing expert)")
+            guard !seenLayer[layer] else { throw RecordProblem("layer \(layer) listed twice") }
+            seenLayer[layer] = true
+            guard entry.experts.count == E else {
+                throw RecordProblem("layer \(layer) has \(entry.experts.count) experts, other layers have \(E) (missing expert)")
             }
-            var seenExpert = [Bool](repeating: false, count: E)
             var sum = 0.0
-            for (key, w) in weights {
-                guard key.hasPrefix("expert_"), let e = Int(key.dropFirst(7)), String(e) == key.dropFirst(7) else {
-                    throw RecordProblem("layer \(entry.layer): key '\(key)' is not expert_<i>")
-                }
+            for (e, w) in zip(entry.experts, entry.weights) {
                 guard (0..<E).contains(e) else {
-                    throw RecordProblem("layer \(entry.layer): '\(key)' outside expert_0..expert_\(E - 1) (missing expert)")
+                    throw RecordProblem("layer \(layer): 'expert_\(e)' outside expert_0..expert_\(E - 1) (missing expert)")
                 }
-                guard !seenExpert[e] else { throw RecordProblem("layer \(entry.layer): expert \(e) listed twice") }
-                seenExpert[e] = true
-                guard w.isFinite else { throw RecordProblem("layer \(entry.layer): weight of '\(key)' is not finite (\(w))") }
-                guard w >= 0 else { throw RecordProblem("layer \(entry.layer): weight of '\(key)' is negative (\(w))") }
+                guard w.isFinite else { throw RecordProblem("layer \(layer): weight of 'expert_\(e)' is not finite (\(w))") }
+                guard w >= 0 else { throw RecordProblem("layer \(layer): weight of 'expert_\(e)' is negative (\(w))") }
                 sum += w
-                dense[entry.layer * E + e] = Float(w)
+                dense[layer * E + e] = Float(w)
             }
             guard abs(sum - 1) <= tolerance else {
-                throw RecordProblem("layer \(entry.layer): routing weights sum to \(sum), not 1 (tolerance \(tolerance))")
+                throw RecordProblem("layer \(layer): routing weights sum to \(sum), not 1 (tolerance \(tolerance))")
             }
         }
         return (dense, L, E)

@@ -321,6 +321,12 @@ public final class ReferenceIndex: @unchecked Sendable {
         self.faiss = faiss
     }
 
+    /// Overrides a faiss search parameter for this session ("nprobe", "efSearch"), e.g. to
+    /// trade recall for speed without rebuilding; the stored manifest is unchanged.
+    public func setSearchParameter(_ name: String, _ value: Double) throws {
+        try faiss.setParameter(name, value)
+    }
+
     /// The pathway of `row`: [layers * experts], row-major (layer-major).
     public func pathway(row: Int) -> ArraySlice<Float> {
         let size = layers * experts

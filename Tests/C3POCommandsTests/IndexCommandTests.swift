@@ -90,6 +90,15 @@ final class IndexCommandTests: XCTestCase {
         let bad = try Binaries.run("c3po-index", ["query", "--index", out, "--embedder", dir.path, q])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.lowercased().contains("error:"), bad.stderr)
+
+        // --search-parameter: malformed is refused; one faiss does not know for a Flat index
+        // surfaces faiss's refusal.
+        let malformed = try Binaries.run("c3po-index", ["query", "--index", out, "--search-parameter", "nprobe", q])
+        XCTAssertNotEqual(malformed.status, 0)
+        XCTAssertTrue(malformed.stderr.contains("NAME=VALUE"), malformed.stderr)
+        let unknown = try Binaries.run("c3po-index", ["query", "--index", out, "--search-parameter", "bogus=3", q])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("bogus"), unknown.stderr)
     }
 
     func testHostileAndInvalidInputsFailAndLeaveOlderIndexIntact() throws {

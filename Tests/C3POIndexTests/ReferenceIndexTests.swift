@@ -105,6 +105,48 @@ final class ReferenceArchiveTests: XCTestCase {
         }
     }
 
+    /// Field types, nulls, key forms and duplicate experts: each names the record and the
+    /// field, and --skip-invalid skips only that record.
+    func testFieldProblemsAreNamed() throws {
+        let good = Fixtures.sciq[2]
+        var bad = Fixtures.sciq[0]; bad.caseID = "9"
+        let edits: [(String, String, String)] = [
+            ("\"is_correct\": true", "\"is_correct\": \"yes\"", "field 'is_correct' is not a boolean"),
+            ("\"correct_answer\": \"B\"", "\"correct_answer\": null", "field 'correct_answer' is null"),
+            ("\"input_text\": ", "\"input_text\": 7, \"x\": ", "field 'input_text' is not a string"),
+            ("\"expert_0\": ", "\"expert_00\": ", "layer 0: key 'expert_00' is not expert_<i>"),
+            ("\"expert_1\": ", "\"expert_0\": ", "layer 0: expert 0 listed twice"),
+            ("\"layer\": 1,", "\"layer\": 1.5,", "field 'last_token_routing.layers[1].layer' is not an integer"),
+            ("\"layer\": 2,", "\"layer\": 7,", "'last_token_routing.layers[2].layer' is 7, outside 0..<4"),
+            ("\"expert_3\": ", "\"expert_3\": null, \"y\": ", "field 'last_token_routing.layers[0].routing_weights.expert_3' is null"),
+            ("\"layers\": [", "\"layers\": {}, \"z\": [", "field 'last_token_routing.layers' is not an array"),
+        ]
+        for (find, replace, fragment) in edits {
+            let edited = bad.json().replacingOccurrences(of: find, with: replace)
+            XCTAssertNotEqual(edited, bad.json(), find)
+            let text = "{\"2\": \(good.json()), \"9\": \(edited)}"
+            let url = try Fixtures.archive([("x_sciq_routing_results.json", Data(text.utf8))], in: dir, name: "f-\(UUID()).zip")
+            XCTAssertThrowsError(try load(url)) { error in
+                XCTAssertTrue("\(error)".contains("record 'sciq_9': \(fragment)"), "\(error)")
+            }
+            let (set, notes) = try load(url, .init(skipInvalid: true))
+            XCTAssertEqual(set.skippedInvalid, 1, fragment)
+            XCTAssertEqual(set.records.map(\.id), ["sciq_2"], fragment)
+            XCTAssertTrue(notes.contains { $0.contains("sciq_9") && $0.contains(fragment) }, "\(notes)")
+        }
+    }
+
+    /// A syntax error names the file, the record being read, the line and the byte offset.
+    func testSyntaxErrorNamesRecordAndLine() throws {
+        let text = "{\"2\": \(Fixtures.sciq[2].json()),\n\"9\": {\"input_text\": \"q\",\n \"is_correct\": tru}}"
+        let url = try Fixtures.archive([("x_sciq_routing_results.json", Data(text.utf8))], in: dir)
+        XCTAssertThrowsError(try load(url, .init(skipInvalid: true))) { error in
+            let t = "\(error)"
+            XCTAssertTrue(t.contains("x_sciq_routing_results.json") && t.contains("not valid JSON") && t.contains("line 3, column 16")
+                          && t.contains("byte offset") && t.contains("in record 'sciq_9'"), t)
+        }
+    }
+
     func testWrongJSONShapeIsRefusedNamingFileAndField() throws {
         let cases: [(String, String)] = [
             ("[1, 2, 3]", "(top level)"),
