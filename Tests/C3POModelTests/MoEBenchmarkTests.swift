@@ -22,6 +22,8 @@ final class MoEBenchmarkTests: XCTestCase {
             _ = try model.prefill(tokens, override: nil) // warm-up
             var times: [Double] = []
             var state: PrefillState?
+            let profile = StageProfile.shared
+            profile.reset()
             for _ in 0..<repeats {
                 let t0 = Date()
                 state = try model.prefill(tokens, override: nil)
@@ -29,6 +31,12 @@ final class MoEBenchmarkTests: XCTestCase {
             }
             let full = median(times)
             try emit(["what": "prefill", "tokens": n, "seconds": full, "tokens_per_s": Double(n) / full, "rss_peak_kb": peakRSS()])
+            if profile.enabled {
+                // Seconds per pass, averaged over the timed runs (C3PO_PROFILE=1).
+                let stages = profile.snapshot()
+                try emit(["what": "profile", "tokens": n, "stages": stages.map { [$0.stage, $0.seconds / Double(repeats)] as [Any] },
+                          "timed_total": stages.filter { !$0.stage.contains(".") }.reduce(0) { $0 + $1.seconds } / Double(repeats)])
+            }
             guard let state else { continue }
             let from = max(0, model.layerCount - tailLayers)
             var weights = [Float](repeating: 0, count: model.expertCount)
