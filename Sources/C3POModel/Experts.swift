@@ -9,53 +9,49 @@ struct SwiGLUExpert: @unchecked Sendable {
 }
 
 /// A layer's routed experts, run grouped: the tokens routed to each expert are gathered and
-/// multiplied with one sgemm per projection (or, for half-precision weights, per tile of
-/// weight rows); experts run in parallel.
-///
-/// The products are computed transposed, Wᵀ-side first: gᵀ [inter, m] = W_gate [inter, hidden]
-/// · x_eᵀ. OpenBLAS is markedly faster for a tall weight times a few token columns than for
-/// the mirrored x_e · Wᵀ at the m ≈ 8–32 tokens an expert receives in a prefill (measured on
-/// this machine: ~24 vs ~14 GFLOP/s at m = 16), and weight rows map to contiguous output rows,
-/// so half-precision weights can be converted and multiplied a tile of rows at a time.
+/// multiplied with one sgemm per projection (for half-precision weights, one per tile of
+/// weight rows, or a direct product when the expert received only a few tokens); experts run
+/// in parallel.
 struct ExpertBank {
     let experts: [SwiGLUExpert]
     let hidden: Int
     let inter: Int
 
-    /// Rows of a half-precision weight converted per sgemm (`C3PO_HALF_TILE_ROWS`; 0 = the
-    /// whole matrix). A 128 × 2048 f32 tile is 1 MiB: it stays in cache between its conversion
-    /// and its product, and per-worker scratch stays small.
+    /// Rows of a half-precision weight converted per sgemm (`C3PO_HALF_TILE_ROWS`); 0, the
+    /// default, converts one whole projection (inter × hidden, 8 MiB of f32 at OLMoE-1B-7B's
+    /// shape) per worker at a time. Tiles of 64–256 rows would keep the converted weight in
+    /// cache, but measured slower here: 30–45 % more CPU in the expert products, since each
+    /// sgemm then gets a narrow [m, tile] output (docs/benchmarks.md `## moe`).
     static let tileRows: Int = {
         if let s = ProcessInfo.processInfo.environment["C3PO_HALF_TILE_ROWS"], let v = Int(s), v >= 0 { return v }
-        return 128
+        return 0
     }()
 
-    /// wOut[rows of W, m] = W · xᵀ for x [m, cols]: rows of W in tiles converted into `tile`
-    /// (half precision) or straight from the mapping (f32). Output [W.rows, m], ldc m.
+    /// out [m, W.rows] = x [m, cols] · Wᵀ. F32 weights straight from the mapping; half-precision
+    /// ones read directly for m ≤ `HalfKernels.directMaxRows`, else converted into `tile`
+    /// (whole, or `tileRows` rows at a time) and multiplied with sgemm.
     @inline(__always)
-    static func productT(_ w: WeightMatrix, x: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>,
-                         tile: UnsafeMutablePointer<Float>) {
-        let prof = StageProfile.shared
-        var t0 = prof.enabled ? StageProfile.now() : 0
-        func lap(_ stage: String) { if prof.enabled { let t1 = StageProfile.now(); prof.add(stage, t1 - t0); t0 = t1 } }
+    static func product(_ w: WeightMatrix, x: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>,
+                        tile: UnsafeMutablePointer<Float>) {
+        var laps = StageProfile.Laps(StageProfile.shared)
         if w.isF32 {
-            // [rows, cols] · [m, cols]ᵀ → [rows, m]
-            BLAS.sgemm(transB: true, m: w.rows, n: m, k: w.cols, a: w.rows(0, w.rows, scratch: tile), lda: w.cols,
-                       b: x, ldb: w.cols, c: out, ldc: m)
-            lap("experts.compute.sgemm")
+            // [m, cols] · [rows, cols]ᵀ → [m, rows]
+            BLAS.sgemm(transB: true, m: m, n: w.rows, k: w.cols, a: x, lda: w.cols, b: w.rows(0, w.rows, scratch: tile), ldb: w.cols,
+                       c: out, ldc: w.rows)
+            laps.lap("experts.compute.sgemm")
         } else if m <= HalfKernels.directMaxRows {
-            HalfKernels.product(w, rows: 0, w.rows, x: x, tokens: m, ldx: w.cols, into: out, rowStride: m, tokenStride: 1)
-            lap("experts.compute.direct")
+            HalfKernels.product(w, rows: 0, w.rows, x: x, tokens: m, ldx: w.cols, into: out, rowStride: 1, tokenStride: w.rows)
+            laps.lap("experts.compute.direct")
         } else {
             let step = tileRows == 0 ? w.rows : tileRows
             var lo = 0
             while lo < w.rows {
                 let hi = min(w.rows, lo + step)
                 let wt = w.rows(lo, hi, scratch: tile) // [hi - lo, cols]
-                lap("experts.compute.convert")
-                // [hi - lo, cols] · [m, cols]ᵀ → out rows lo ..< hi
-                BLAS.sgemm(transB: true, m: hi - lo, n: m, k: w.cols, a: wt, lda: w.cols, b: x, ldb: w.cols, c: out + lo * m, ldc: m)
-                lap("experts.compute.sgemm")
+                laps.lap("experts.compute.convert")
+                // [m, cols] · [hi - lo, cols]ᵀ → out[:, lo ..< hi]
+                BLAS.sgemm(transB: true, m: m, n: hi - lo, k: w.cols, a: x, lda: w.cols, b: wt, ldb: w.cols, c: out + lo, ldc: w.rows)
+                laps.lap("experts.compute.sgemm")
                 lo = hi
             }
         }
@@ -74,7 +70,7 @@ struct ExpertBank {
         defer { slots.deallocate() }
         let (h, n) = (hidden, inter)
         let prof = StageProfile.shared
-        let tileFloats = Self.tileRows == 0 ? max(n, h) * max(n, h) : Self.tileRows * max(n, h)
+        let tileFloats = Self.tileRows == 0 ? n * h : Self.tileRows * max(n, h)
         Kernels.dynamicForEach(active.count, workers: pool.workers) { worker, ai in
             let e = active[ai]
             let rows = assigned[e]
@@ -82,31 +78,28 @@ struct ExpertBank {
             let weightsF32 = experts[e].gate.isF32
             let scratch = pool.buffer(worker, m * h + 2 * m * n + m * h + (weightsF32 ? 0 : tileFloats))
             let xe = scratch                // [m, hidden]
-            let g = xe + m * h              // gᵀ [inter, m]
-            let u = g + m * n               // uᵀ [inter, m]
-            let y = u + m * n               // yᵀ [hidden, m]
+            let g = xe + m * h              // [m, inter]
+            let u = g + m * n               // [m, inter]
+            let y = u + m * n               // [m, hidden]
             let tile = y + m * h            // converted weight rows
-            var t0 = prof.enabled ? StageProfile.now() : 0
-            func lap(_ stage: String) { if prof.enabled { let t1 = StageProfile.now(); prof.add(stage, t1 - t0); t0 = t1 } }
+            var laps = StageProfile.Laps(prof)
             for (r, p) in rows.enumerated() { (xe + r * h).update(from: x + p.token * h, count: h) }
-            lap("experts.gather")
-            Self.productT(experts[e].gate, x: xe, m: m, into: g, tile: tile) // [inter, m]
-            Self.productT(experts[e].up, x: xe, m: m, into: u, tile: tile)   // [inter, m]
+            laps.lap("experts.gather")
+            Self.product(experts[e].gate, x: xe, m: m, into: g, tile: tile) // [m, inter]
+            Self.product(experts[e].up, x: xe, m: m, into: u, tile: tile)   // [m, inter]
             for i in 0..<(m * n) { g[i] = Kernels.silu(g[i]) * u[i] }
-            // down: [hidden, inter] · (silu(g)·u)ᵀ; productT wants its right side as [m, inter] rows.
-            let a = u // reuse: [m, inter]
-            for r in 0..<m { for j in 0..<n { a[r * n + j] = g[j * m + r] } }
-            Self.productT(experts[e].down, x: a, m: m, into: y, tile: tile) // [hidden, m]
-            lap("experts.compute")
+            Self.product(experts[e].down, x: g, m: m, into: y, tile: tile)  // [m, hidden]
+            laps.lap("experts.compute")
             for (r, p) in rows.enumerated() {
                 let w = routing[p.token][p.slot].weight
                 let dst = slots + (p.token * k + p.slot) * h
-                for i in 0..<h { dst[i] = w * y[i * m + r] }
+                let src = y + r * h
+                for i in 0..<h { dst[i] = w * src[i] }
             }
-            lap("experts.scatter")
+            laps.lap("experts.scatter")
         }
-        let tc = prof.enabled ? StageProfile.now() : 0
-        defer { if prof.enabled { prof.add("experts.combine", StageProfile.now() - tc) } }
+        var combine = StageProfile.Laps(prof)
+        defer { combine.lap("experts.combine") }
         for tok in 0..<t {
             let o = out + tok * h
             for i in 0..<h { o[i] = 0 }

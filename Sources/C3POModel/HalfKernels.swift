@@ -2,7 +2,8 @@ import C3POCore
 import Foundation
 
 // Products that read half-precision weights straight from the mapping, for the few-token
-// paths (tail re-evaluation, experts that received ≤ `directMaxRows` tokens, LM head rows):
+// paths (tail re-evaluation, experts that received ≤ `directMaxRows` tokens, LM head rows,
+// short prompts):
 // converting a whole [rows, cols] matrix to f32 to multiply it with one or two vectors
 // costs more than the product itself. 8 lanes at a time: bf16 is the top half of an f32,
 // so a zero-extend and a shift give the f32 bit pattern; f16 goes through Float16.
@@ -43,11 +44,13 @@ enum F32Lanes: HalfLanes {
 
 enum HalfKernels {
     /// Experts (and linear layers) with at most this many token rows multiply half-precision
-    /// weights directly; above it, weights are converted tile by tile and go through sgemm.
-    /// `C3PO_HALF_DIRECT_MAX` overrides it (benchmarking the crossover).
+    /// weights directly; above it, weights are converted to f32 and go through sgemm.
+    /// Crossover measured on the scaled-down OLMoE shape (bf16, 2 threads, docs/benchmarks.md
+    /// `## moe`): 16 beat 4 and 32 at 128-token prefills, and beat 0/2/4/8 at 16 tokens.
+    /// `C3PO_HALF_DIRECT_MAX` overrides it (for measuring the crossover again).
     static let directMaxRows: Int = {
         if let s = ProcessInfo.processInfo.environment["C3PO_HALF_DIRECT_MAX"], let v = Int(s), v >= 0 { return v }
-        return 4
+        return 16
     }()
 
     /// out[(j - lo)·rowStride + r·tokenStride] = Σ_c W[j, c] · x[r·ldx + c] for rows j in lo ..< hi

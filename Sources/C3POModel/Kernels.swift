@@ -89,6 +89,8 @@ enum Kernels {
                 HalfKernels.product(w, rows: lo, hi, x: x, tokens: t, ldx: w.cols, into: y + lo, rowStride: 1, tokenStride: w.rows)
                 return
             }
+            var laps = StageProfile.Laps(StageProfile.shared)
+            defer { laps.lap("linear.sgemm") }
             let scratch = pool.buffer(worker, w.isF32 ? 1 : (hi - lo) * w.cols)
             let wb = w.rows(lo, hi, scratch: scratch) // [hi - lo, in]
             // [t, in] · [hi - lo, in]ᵀ → y[:, lo..<hi]

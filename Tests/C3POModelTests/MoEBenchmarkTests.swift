@@ -32,10 +32,11 @@ final class MoEBenchmarkTests: XCTestCase {
             let full = median(times)
             try emit(["what": "prefill", "tokens": n, "seconds": full, "tokens_per_s": Double(n) / full, "rss_peak_kb": peakRSS()])
             if profile.enabled {
-                // Seconds per pass, averaged over the timed runs (C3PO_PROFILE=1).
-                let stages = profile.snapshot()
-                try emit(["what": "profile", "tokens": n, "stages": stages.map { [$0.stage, $0.seconds / Double(repeats)] as [Any] },
-                          "timed_total": stages.filter { !$0.stage.contains(".") }.reduce(0) { $0 + $1.seconds } / Double(repeats)])
+                // [stage, wall s, CPU s] per pass, averaged over the timed runs (C3PO_PROFILE=1).
+                let stages = profile.snapshot(), r = Double(repeats)
+                let top = stages.filter { !$0.stage.contains(".") }
+                try emit(["what": "profile", "tokens": n, "stages": stages.map { [$0.stage, $0.seconds / r, $0.cpuSeconds / r] as [Any] },
+                          "timed_wall": top.reduce(0) { $0 + $1.seconds } / r, "timed_cpu": top.reduce(0) { $0 + $1.cpuSeconds } / r])
             }
             guard let state else { continue }
             let from = max(0, model.layerCount - tailLayers)
