@@ -90,7 +90,7 @@ enum Kernels {
                 return
             }
             var laps = StageProfile.Laps(StageProfile.shared)
-            defer { laps.lap("linear.sgemm") }
+            defer { laps.lap("linear.blocks") }
             let scratch = pool.buffer(worker, w.isF32 ? 1 : (hi - lo) * w.cols)
             let wb = w.rows(lo, hi, scratch: scratch) // [hi - lo, in]
             // [t, in] · [hi - lo, in]ᵀ → y[:, lo..<hi]
