@@ -75,13 +75,22 @@ enum Kernels {
     }
 
     /// y[T, out] = x[T, in] · Wᵀ, W [out, in]; output columns split in blocks across workers,
-    /// each block converted to f32 (if stored in half precision) and multiplied with one sgemm.
+    /// each block converted to f32 (if stored in half precision) and multiplied with one sgemm;
+    /// half-precision weights times at most `HalfKernels.directMaxRows` rows skip the conversion.
     static func linear(_ x: UnsafePointer<Float>, rows t: Int, weight w: WeightMatrix,
                        into y: UnsafeMutablePointer<Float>, pool: ScratchPool) {
         let blockRows = max(16, min(512, (w.rows + 2 * pool.workers - 1) / (2 * pool.workers)))
         let blocks = (w.rows + blockRows - 1) / blockRows
         dynamicForEach(blocks, workers: pool.workers) { worker, b in
             let lo = b * blockRows, hi = min(w.rows, lo + blockRows)
+            if !w.isF32 && t <= HalfKernels.directMaxRows {
+                // A few rows (tail re-evaluation, the LM head of one position): read the stored
+                // half-precision weights directly instead of converting the block. y[:, lo..<hi]
+                HalfKernels.product(w, rows: lo, hi, x: x, tokens: t, ldx: w.cols, into: y + lo, rowStride: 1, tokenStride: w.rows)
+                return
+            }
+            var laps = StageProfile.Laps(StageProfile.shared)
+            defer { laps.lap("linear.blocks") }
             let scratch = pool.buffer(worker, w.isF32 ? 1 : (hi - lo) * w.cols)
             let wb = w.rows(lo, hi, scratch: scratch) // [hi - lo, in]
             // [t, in] · [hi - lo, in]ᵀ → y[:, lo..<hi]

@@ -255,9 +255,12 @@ public final class OlmoeModel: RoutedMoEModel, @unchecked Sendable {
         try check(override)
         let c = config, h = c.hiddenSize, e = c.numExperts
         let qDim = c.numAttentionHeads * c.dHead, kvDim = c.kvHeads * c.dHead
+        let prof = StageProfile.shared
         return withWorkers { pool in
             var x = [Float](repeating: 0, count: t * h) // [t, hidden] residual stream
-            x.withUnsafeMutableBufferPointer { xb in for (i, id) in tokens.enumerated() { embedding.row(id, into: xb.baseAddress! + i * h) } }
+            prof.time("embedding") {
+                x.withUnsafeMutableBufferPointer { xb in for (i, id) in tokens.enumerated() { embedding.row(id, into: xb.baseAddress! + i * h) } }
+            }
             var xn = [Float](repeating: 0, count: t * h)   // [t, hidden]
             var q = [Float](repeating: 0, count: t * qDim) // [t, heads·d]
             var attn = [Float](repeating: 0, count: t * qDim)
@@ -268,31 +271,41 @@ public final class OlmoeModel: RoutedMoEModel, @unchecked Sendable {
             for (l, layer) in layers.enumerated() {
                 lastInputs.append(Array(x[(t - 1) * h ..< t * h]))
                 var k = [Float](repeating: 0, count: t * kvDim), v = k // [t, kvHeads·d]
-                x.withUnsafeBufferPointer { xp in xn.withUnsafeMutableBufferPointer { xnp in
-                    Kernels.rmsNorm(xp.baseAddress!, into: xnp.baseAddress!, rows: t, cols: h, weight: layer.inputNorm, eps: c.eps)
-                } }
-                projectQKV(layer, xn, rows: t, firstPosition: 0, q: &q, k: &k, v: &v, pool: pool)
-                q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in attn.withUnsafeMutableBufferPointer { ap in
-                    attention(q: qp.baseAddress!, queries: t, firstQuery: 0, k: kp.baseAddress!, v: vp.baseAddress!, total: t, into: ap.baseAddress!, pool: pool)
-                } } } }
-                attn.withUnsafeBufferPointer { ap in tmp.withUnsafeMutableBufferPointer { tp in
-                    Kernels.linear(ap.baseAddress!, rows: t, weight: layer.o, into: tp.baseAddress!, pool: pool) // [t, hidden]
-                } }
-                for i in 0..<(t * h) { x[i] += tmp[i] }
+                prof.time("norms") {
+                    x.withUnsafeBufferPointer { xp in xn.withUnsafeMutableBufferPointer { xnp in
+                        Kernels.rmsNorm(xp.baseAddress!, into: xnp.baseAddress!, rows: t, cols: h, weight: layer.inputNorm, eps: c.eps)
+                    } }
+                }
+                prof.time("qkv") { projectQKV(layer, xn, rows: t, firstPosition: 0, q: &q, k: &k, v: &v, pool: pool) }
+                prof.time("attention") {
+                    q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in attn.withUnsafeMutableBufferPointer { ap in
+                        attention(q: qp.baseAddress!, queries: t, firstQuery: 0, k: kp.baseAddress!, v: vp.baseAddress!, total: t, into: ap.baseAddress!, pool: pool)
+                    } } } }
+                }
+                prof.time("o_proj") {
+                    attn.withUnsafeBufferPointer { ap in tmp.withUnsafeMutableBufferPointer { tp in
+                        Kernels.linear(ap.baseAddress!, rows: t, weight: layer.o, into: tp.baseAddress!, pool: pool) // [t, hidden]
+                    } }
+                    for i in 0..<(t * h) { x[i] += tmp[i] }
+                }
                 keys.append(k); values.append(v)
                 // Sparse MoE block.
-                x.withUnsafeBufferPointer { xp in xn.withUnsafeMutableBufferPointer { xnp in
-                    Kernels.rmsNorm(xp.baseAddress!, into: xnp.baseAddress!, rows: t, cols: h, weight: layer.postAttentionNorm, eps: c.eps)
-                } }
-                let routing = route(layer, l, xn, rows: t, override: override, logits: &logitsE, pool: pool)
+                prof.time("norms") {
+                    x.withUnsafeBufferPointer { xp in xn.withUnsafeMutableBufferPointer { xnp in
+                        Kernels.rmsNorm(xp.baseAddress!, into: xnp.baseAddress!, rows: t, cols: h, weight: layer.postAttentionNorm, eps: c.eps)
+                    } }
+                }
+                let routing = prof.time("router") { route(layer, l, xn, rows: t, override: override, logits: &logitsE, pool: pool) }
                 routerProbs.append(Array(logitsE[(t - 1) * e ..< t * e]))
                 if allPositions { all.append(logitsE) }
-                xn.withUnsafeBufferPointer { xnp in tmp.withUnsafeMutableBufferPointer { tp in
-                    layer.experts(xnp.baseAddress!, tokens: t, routing: routing, into: tp.baseAddress!, pool: pool)
-                } }
-                for i in 0..<(t * h) { x[i] += tmp[i] }
+                prof.time("experts") {
+                    xn.withUnsafeBufferPointer { xnp in tmp.withUnsafeMutableBufferPointer { tp in
+                        layer.experts(xnp.baseAddress!, tokens: t, routing: routing, into: tp.baseAddress!, pool: pool)
+                    } }
+                    for i in 0..<(t * h) { x[i] += tmp[i] }
+                }
             }
-            let logits = head(Array(x[(t - 1) * h ..< t * h]), rows: nil, pool: pool)
+            let logits = prof.time("lm_head") { head(Array(x[(t - 1) * h ..< t * h]), rows: nil, pool: pool) }
             return OlmoePrefillState(tokens: tokens, logits: logits, routerProbs: routerProbs, allRouterProbs: allPositions ? all : nil,
                                      keys: keys, values: values, lastInputs: lastInputs, modelID: ObjectIdentifier(self))
         }
@@ -351,14 +364,11 @@ public final class OlmoeModel: RoutedMoEModel, @unchecked Sendable {
         xn.withUnsafeMutableBufferPointer { Kernels.rmsNorm($0.baseAddress!, rows: 1, cols: config.hiddenSize, weight: finalNorm, eps: config.eps) }
         let h = config.hiddenSize
         if let rows {
+            // Only the requested vocabulary rows, read in their stored dtype. [rows]
             var out = [Float](repeating: 0, count: rows.count)
-            var row = [Float](repeating: 0, count: h)
-            for (i, r) in rows.enumerated() {
-                row.withUnsafeMutableBufferPointer { lmHead.row(r, into: $0.baseAddress!) }
-                var s: Float = 0
-                for j in 0..<h { s += row[j] * xn[j] }
-                out[i] = s
-            }
+            xn.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
+                HalfKernels.product(lmHead, rowList: rows, x: xp.baseAddress!, tokens: 1, ldx: h, into: op.baseAddress!, rowStride: 1, tokenStride: 1)
+            } }
             return out
         }
         var logits = [Float](repeating: 0, count: config.vocabSize)

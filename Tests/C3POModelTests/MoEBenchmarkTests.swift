@@ -22,13 +22,25 @@ final class MoEBenchmarkTests: XCTestCase {
             _ = try model.prefill(tokens, override: nil) // warm-up
             var times: [Double] = []
             var state: PrefillState?
+            let profile = StageProfile.shared
+            profile.reset()
+            let faults0 = pageFaults()
             for _ in 0..<repeats {
                 let t0 = Date()
                 state = try model.prefill(tokens, override: nil)
                 times.append(Date().timeIntervalSince(t0))
             }
             let full = median(times)
-            try emit(["what": "prefill", "tokens": n, "seconds": full, "tokens_per_s": Double(n) / full, "rss_peak_kb": peakRSS()])
+            let faults1 = pageFaults()
+            try emit(["what": "prefill", "tokens": n, "seconds": full, "tokens_per_s": Double(n) / full, "rss_peak_kb": peakRSS(),
+                      "minor_faults_per_pass": (faults1.minor - faults0.minor) / repeats, "major_faults_per_pass": (faults1.major - faults0.major) / repeats])
+            if profile.enabled {
+                // [stage, wall s, CPU s] per pass, averaged over the timed runs (C3PO_PROFILE=1).
+                let stages = profile.snapshot(), r = Double(repeats)
+                let top = stages.filter { !$0.stage.contains(".") }
+                try emit(["what": "profile", "tokens": n, "stages": stages.map { [$0.stage, $0.seconds / r, $0.cpuSeconds / r] as [Any] },
+                          "timed_wall": top.reduce(0) { $0 + $1.seconds } / r, "timed_cpu": top.reduce(0) { $0 + $1.cpuSeconds } / r])
+            }
             guard let state else { continue }
             let from = max(0, model.layerCount - tailLayers)
             var weights = [Float](repeating: 0, count: model.expertCount)
@@ -43,6 +55,13 @@ final class MoEBenchmarkTests: XCTestCase {
             }
             try emit(["what": "tail", "tokens": n, "layers": model.layerCount - from, "seconds": median(tail), "fraction_of_prefill": median(tail) / full])
         }
+    }
+
+    /// The process's page faults so far (getrusage): minor (page already in memory) and major (read from disk).
+    func pageFaults() -> (minor: Int, major: Int) {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return (Int(u.ru_minflt), Int(u.ru_majflt))
     }
 
     func peakRSS() -> Int {
