@@ -62,17 +62,3 @@ extension RoutingOverride {
         try JSONSerialization.data(withJSONObject: officialObject(), options: [.sortedKeys])
     }
 }
-
-extension RoutedMoEModel {
-    /// Prefill of several prompts, one after another.
-    public func prefill(batch: [[Int]], override: RoutingOverride?) throws -> [PrefillState] {
-        try batch.map { try prefill($0, override: override) }
-    }
-
-    /// The index of the largest label logit (multiple-choice prediction) for a state's last position.
-    public func predict(_ state: PrefillState, labelIDs: [Int]) -> Int {
-        var best = 0
-        for (i, id) in labelIDs.enumerated() where state.logits[id] > state.logits[labelIDs[best]] { best = i }
-        return best
-    }
-}
