@@ -193,11 +193,8 @@ public enum ReferenceArchive {
     /// written as Swift/Python print it (no sign, no leading zero); a negative `i` is
     /// returned to be reported out of range. nil for any other form.
     static func expertIndex(_ key: JSONScanner.Key) -> Int? {
-        guard !key.hasEscapes else {
-            let k = key.string
-            guard k.hasPrefix("expert_"), let e = Int(k.dropFirst(7)), String(e) == k.dropFirst(7) else { return nil }
-            return e
-        }
+        // The byte-level path below is the hot one; escaped keys take the shared rule.
+        guard !key.hasEscapes else { return ExpertKey.index(key.string) }
         let raw = key.raw
         let prefix: StaticString = "expert_"
         guard raw.count > 7, raw.count <= 7 + 18, memcmp(raw.baseAddress!, prefix.utf8Start, 7) == 0 else { return nil }

@@ -1,3 +1,4 @@
+import C3POCore
 import Foundation
 
 /// The official C3PO pathway form, `{"layers": [{"layer": l, "routing_weights": {"expert_<i>": w}}]}`
@@ -29,7 +30,7 @@ extension RoutingOverride {
             }
             var w = [Float](repeating: 0, count: experts)
             for (key, value) in weights {
-                guard key.hasPrefix("expert_"), let e = Int(key.dropFirst(7)), String(e) == key.dropFirst(7) else {
+                guard let e = ExpertKey.index(key) else {
                     throw ModelError.override("layer \(l): key '\(key)' is not expert_<i>")
                 }
                 guard e >= 0 && e < experts else { throw ModelError.override("layer \(l): key '\(key)' out of range expert_0..expert_\(experts - 1)") }
@@ -51,7 +52,7 @@ extension RoutingOverride {
             let w = layers[l] ?? []
             let sum = w.reduce(0, +)
             var weights: [String: Double] = [:]
-            for (e, v) in w.enumerated() { weights["expert_\(e)"] = Double(sum > 0 ? v / sum : v) }
+            for (e, v) in w.enumerated() { weights[ExpertKey.name(e)] = Double(sum > 0 ? v / sum : v) }
             return ["layer": l, "routing_weights": weights]
         }
         return ["layers": items]
