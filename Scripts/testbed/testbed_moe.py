@@ -29,6 +29,23 @@ def letter_ids(tok):
     return ids
 
 
+def label_ids(tok):
+    """A function mapping a record's labels to their token ids (" " + label, exactly one
+    token each, as the Swift runtime requires), cached per label."""
+    cache = {}
+
+    def ids(labels):
+        out = []
+        for s in labels:
+            if s not in cache:
+                enc = tok.encode(" " + s).ids
+                assert len(enc) == 1, (s, enc)
+                cache[s] = enc[0]
+            out.append(cache[s])
+        return out
+    return ids
+
+
 class RouteCtl:
     """Per-forward state read by the patched routers."""
 

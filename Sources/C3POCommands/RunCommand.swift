@@ -8,6 +8,7 @@ import Foundation
 
 extension MixingMethod: ExpressibleByArgument {}
 extension MixingKernel: ExpressibleByArgument {}
+extension NeighborDraw: ExpressibleByArgument {}
 
 /// `c3po-apply run` (the default subcommand): answers a test set with the base model
 /// and with C3PO re-mixing; per-sample JSONL, emitted pathways, a summary.
@@ -56,6 +57,12 @@ public struct RunCommand: ParsableCommand {
     @Option(name: .customLong("max-similarity"), help: "Drop references whose question similarity to the test question exceeds this (overlap).")
     public var maxSimilarity: Float = MixingDefaults.maxSimilarity
 
+    @Option(help: "How neighbours are chosen: similar (the k most similar successful references) or random (k successful references at random: an ablation that shows what retrieval contributes).")
+    public var neighbors: NeighborDraw = .similar
+
+    @Option(help: "Seed of --neighbors random.")
+    public var seed: UInt64 = 0
+
     @Option(help: "Run only the first N questions.")
     public var limit: Int?
 
@@ -100,6 +107,7 @@ public struct RunCommand: ParsableCommand {
         options.criticalLayerCount = criticalLayers; options.coreExperts = coreExperts
         options.alpha = AlphaChoice(argument: alpha) ?? .index
         options.maxSimilarity = maxSimilarity; options.limit = limit
+        options.neighborDraw = neighbors; options.seed = seed
         options.embedBatchSize = embedderOptions.batchSize; options.progress = !quiet
         let runner = try C3PORunner(model: model, embedder: embedder, pool: try ReferencePool(index: refIndex),
                                     taskWeights: taskWeights, options: options,

@@ -13,6 +13,14 @@ public enum MixingMethod: String, CaseIterable, Sendable, Codable {
     }
 }
 
+/// Which references are a question's neighbours.
+public enum NeighborDraw: String, CaseIterable, Sendable, Codable {
+    /// The k most similar successful references (the method).
+    case similar
+    /// k successful references at random (an ablation: the gain should vanish).
+    case random
+}
+
 /// How α (and the kernel bandwidth) are chosen per sample.
 public enum AlphaChoice: Sendable, Equatable, CustomStringConvertible {
     /// The values of the neighbours' tasks stored in the index (build-time
@@ -52,6 +60,9 @@ public struct RunnerOptions: Sendable {
     public var coreExperts: Int = MixingDefaults.coreExperts
     public var alpha: AlphaChoice = .index
     public var maxSimilarity: Float = MixingDefaults.maxSimilarity
+    public var neighborDraw: NeighborDraw = .similar
+    /// Seed of `neighborDraw == .random`.
+    public var seed: UInt64 = 0
     public var limit: Int?
     /// Candidate α values of `--alpha search`.
     public var alphaGrid: [Float] = [0, 0.25, 0.5, 0.75, 1]
@@ -199,6 +210,9 @@ public final class C3PORunner {
         guard options.k >= 1 else { throw MixingError.invalidParameter("k must be at least 1 (got \(options.k))") }
         guard options.criticalLayerCount >= 1 else { throw MixingError.invalidParameter("critical layers must be at least 1") }
         if let b = options.bandwidth, !(b.isFinite && b > 0) { throw MixingError.invalidParameter("bandwidth must be positive (got \(b))") }
+        if options.neighborDraw == .random, ![.kernel, .neighbors, .task].contains(options.method) {
+            throw MixingError.invalidParameter("random neighbours apply to --method kernel, neighbors or task (not \(options.method.rawValue))")
+        }
         if options.method == .task, taskWeights?.tasks.values.contains(where: { $0.pathway != nil }) != true {
             throw RunnerError.missing("--method task needs per-task pathways (task_weights.json), which only an index built with --model has")
         }
@@ -226,7 +240,12 @@ public final class C3PORunner {
             guard emb.count == qs.count * pool.dimension else {
                 throw RunnerError.incompatibleIndex("the embedder gives \(emb.count / max(qs.count, 1))-dimensional vectors; the index holds \(pool.dimension)")
             }
-            let (h, ts) = try timed { try pool.neighbors(emb, k: options.k, maxSimilarity: options.maxSimilarity) }
+            let (h, ts) = try timed {
+                switch options.neighborDraw {
+                case .similar: return try pool.neighbors(emb, k: options.k, maxSimilarity: options.maxSimilarity)
+                case .random: return pool.randomNeighbors(emb, k: options.k, maxSimilarity: options.maxSimilarity, seed: options.seed)
+                }
+            }
             hits = h
             if options.method == .mode {
                 // rows too similar to the question are left out of the mean-shift as well

@@ -80,6 +80,25 @@ public struct ReferencePool: Sendable {
         return search(queries, k: k, maxSimilarity: maxSimilarity)
     }
 
+    /// The ablation of retrieval: for each query, `k` successful references drawn uniformly
+    /// at random (without replacement; those above `maxSimilarity` left out, as in the
+    /// search), each with its true similarity to the query, most similar first. Seeded per
+    /// query (`seed`, query index), so a run is reproducible.
+    public func randomNeighbors(_ queries: [Float], k: Int, maxSimilarity: Float, seed: UInt64) -> [[Hit]] {
+        let all = search(queries, k: count, maxSimilarity: maxSimilarity)
+        return all.enumerated().map { qi, candidates in
+            var pool = candidates
+            var rng = SplitMix64(seed: seed &+ UInt64(qi) &* 0x9E37_79B9)
+            var picked: [Hit] = []
+            while picked.count < k, !pool.isEmpty {
+                let j = Int(rng.next() % UInt64(pool.count))
+                pool.swapAt(j, pool.count - 1)
+                picked.append(pool.removeLast())
+            }
+            return picked.sorted { $0.similarity != $1.similarity ? $0.similarity > $1.similarity : $0.row < $1.row }
+        }
+    }
+
     /// [layers][experts] of reference `row`.
     public func pathway(_ row: Int) -> [[Float]] {
         let base = row * layers * experts

@@ -130,6 +130,40 @@ final class RunnerTests: XCTestCase {
         XCTAssertThrowsError(try run { $0.method = .task }) { e in XCTAssertTrue("\(e)".contains("task_weights"), "\(e)") }
     }
 
+    func testRandomNeighboursAreSuccessfulDistinctSeededAndNotTheNearest() throws {
+        // 40 successful references on a circle, 10 failed ones right next to the query, one overlap.
+        var refs: [ReferencePool.Reference] = [], emb: [Float] = []
+        for i in 0..<51 {
+            let angle = i < 40 ? Float(i + 1) * 0.07 : (i < 50 ? 0.01 : 0)
+            refs.append(.init(id: "r\(i)", task: "t", question: "r\(i)", correct: i < 40 || i == 50))
+            emb += [cos(angle), sin(angle)]
+        }
+        let paths = [Float](repeating: 0.25, count: 51 * 3 * 4)
+        let pool = try ReferencePool(references: refs, embeddings: emb, dimension: 2, pathways: paths, layers: 3, experts: 4)
+        let query: [Float] = [1, 0, 1, 0]  // two identical queries: different draws (seeded per query index)
+        let a = pool.randomNeighbors(query, k: 5, maxSimilarity: 0.95, seed: 7)
+        let b = pool.randomNeighbors(query, k: 5, maxSimilarity: 0.95, seed: 7)
+        XCTAssertEqual(a, b, "the same seed draws the same neighbours")
+        XCTAssertNotEqual(a, pool.randomNeighbors(query, k: 5, maxSimilarity: 0.95, seed: 8))
+        XCTAssertNotEqual(a[0].map(\.row), a[1].map(\.row), "each query gets its own draw")
+        let nearest = pool.search(query, k: 5, maxSimilarity: 0.95)
+        for (draw, near) in zip(a, nearest) {
+            XCTAssertEqual(draw.count, 5)
+            XCTAssertEqual(Set(draw.map(\.row)).count, 5, "drawn without replacement")
+            XCTAssertTrue(draw.allSatisfy { refs[$0.row].correct && $0.row != 50 }, "successful, non-overlapping references only")
+            XCTAssertTrue(draw.allSatisfy { $0.similarity <= 0.95 })
+            for h in draw { XCTAssertEqual(h.similarity, emb[2 * h.row], accuracy: 1e-6, "the true similarity is kept") }
+            XCTAssertEqual(draw.map(\.similarity), draw.map(\.similarity).sorted(by: >))
+            XCTAssertNotEqual(draw.map(\.row), near.map(\.row))
+        }
+        // The runner refuses the ablation where it has no meaning.
+        XCTAssertThrowsError(try run { $0.method = .mode; $0.neighborDraw = .random }) { e in
+            XCTAssertTrue("\(e)".contains("random neighbours"), "\(e)")
+        }
+        let (rs, _, _) = try run { $0.neighborDraw = .random; $0.alpha = .fixed(0) }
+        XCTAssertEqual(Set(rs[0].neighbors.map(\.id)), ["r1", "r2"], "only r1, r2 are successful and not overlaps")
+    }
+
     func testOracleFindsGoldAndSaysWhatItIs() throws {
         let (rs, _, ov) = try run { $0.method = .oracle }
         XCTAssertEqual(rs[0].c3poAnswer, "B")

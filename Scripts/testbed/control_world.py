@@ -1,4 +1,8 @@
-"""The fixed world of the C3PO MoE testbed: domains, facts, question templates, splits.
+"""The control world (Datasets/testbed-control): domains, facts, question templates, splits.
+
+The first testbed, kept as the control: each domain has its own answer vocabulary, so the
+options alone reveal the domain, and the router's errors are idiosyncratic; C3PO is not
+expected to help here (see Datasets/testbed-control/README.md).
 
 Everything here is determined by WORLD_SEED alone, so every draw (any --seed) comes from
 the same task distribution. Shared by `generate`, `train`, `measure` and `golden`.
@@ -118,6 +122,10 @@ DOMAINS = [d[0] for d in FACT_DOMAINS] + ["arithmetic", "units", "category"]
 
 
 class World:
+    NAME = "control"
+    TASKS = DOMAINS
+    FORMAT = "letter"
+
     def __init__(self, n_entities=40):
         rng = random.Random(WORLD_SEED)
         names = set()
