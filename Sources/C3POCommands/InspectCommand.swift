@@ -18,7 +18,7 @@ public struct InspectCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Routing override for the last position in the official {\"layers\": [...]} form.", valueName: "file"))
     public var routing: String?
 
-    @Flag(name: .long, help: "Print {\"token_ids\", \"logits\" (full vocabulary, last position), \"router_probs\" (per layer, last position)} as JSON.")
+    @Flag(name: .long, help: "Print {\"token_ids\", \"logits\" (full vocabulary, last position), \"router_probs\" (per decoder layer, last position; null for a dense layer)} as JSON.")
     public var json = false
 
     @Option(name: .long, help: "How many top logits and top experts per layer to print.")
@@ -41,26 +41,29 @@ public struct InspectCommand: ParsableCommand {
         let ids = try model.encode(text)
         let state = try model.prefill(ids, override: override)
         if json {
+            let routed = Set(model.routedLayers)
             let obj: [String: Any] = [
                 "token_ids": ids,
                 "logits": state.logits.map(Double.init),
-                "router_probs": state.routerProbs.map { $0.map(Double.init) },
+                "router_probs": state.routerProbs.enumerated().map { l, p -> Any in routed.contains(l) ? p.map(Double.init) : NSNull() },
             ]
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
             FileHandle.standardOutput.write(data)
             print()
             return
         }
-        let tokenizer = (model as? OlmoeModel)?.tokenizer
-        print("model: \(model.identity.id) (\(model.layerCount) layers, \(model.expertCount) experts, top-\(model.topK))")
+        let family = model.identity.family.map { "\($0), " } ?? ""
+        print("model: \(model.identity.id) (\(family)\(model.layerCount) layers, \(model.expertCount) experts, top-\(model.topK))")
         print("tokens (\(ids.count)):")
-        for id in ids { print("  \(id)\t\((tokenizer?.decode([id]) ?? "").debugDescription)") }
+        for id in ids { print("  \(id)\t\((model.tokenText(id) ?? "").debugDescription)") }
         print("top logits at the last position:")
         for i in topIndices(state.logits, top) {
-            print(String(format: "  %6d  %10.4f  %@", i, state.logits[i], (tokenizer?.decode([i]) ?? "").debugDescription))
+            print(String(format: "  %6d  %10.4f  %@", i, state.logits[i], (model.tokenText(i) ?? "").debugDescription))
         }
         print("router distribution at the last position (before any override):")
+        let routed = Set(model.routedLayers)
         for (l, p) in state.routerProbs.enumerated() {
+            guard routed.contains(l) else { print("  layer \(l): dense (no router)"); continue }
             let parts = topIndices(p, min(top, p.count)).map { String(format: "expert_%d %.4f", $0, p[$0]) }
             print("  layer \(l)\(override?.layers[l] != nil ? " (overridden)" : ""): " + parts.joined(separator: ", "))
         }

@@ -10,14 +10,20 @@ public struct ModelIdentity: Codable, Sendable, Equatable {
     public var layers: Int
     public var experts: Int
     public var topK: Int
+    /// The checkpoint's `model_type` (absent in indices written before families existed: OLMoE).
+    public var family: String?
+    /// The decoder layers with a router, when not all of them are (absent: every layer).
+    public var routedLayers: [Int]?
 
     enum CodingKeys: String, CodingKey {
-        case id, layers, experts
+        case id, layers, experts, family
         case configSHA256 = "config_sha256"
         case topK = "top_k"
+        case routedLayers = "routed_layers"
     }
 
-    public init(id: String, configSHA256: String, layers: Int, experts: Int, topK: Int) {
+    public init(id: String, configSHA256: String, layers: Int, experts: Int, topK: Int, family: String? = nil, routedLayers: [Int]? = nil) {
         self.id = id; self.configSHA256 = configSHA256; self.layers = layers; self.experts = experts; self.topK = topK
+        self.family = family; self.routedLayers = routedLayers
     }
 }

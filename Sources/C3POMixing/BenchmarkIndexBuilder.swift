@@ -52,7 +52,7 @@ public enum BenchmarkIndexBuilder {
                                            labels: $0.labels, correct: $0.correct) },
             embeddings: emb, dimension: embedder.dimension, pathways: usable.flatMap { $0.pathway.flatMap { $0 } },
             layers: L, experts: E)
-        let critical = MixingDefaults.criticalLayers(layerCount: L)
+        let critical = MixingDefaults.criticalLayers(routedLayers: model.routedLayers)
 
         var taskWeights = TaskWeights()
         if options.tune {

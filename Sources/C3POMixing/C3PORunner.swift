@@ -221,7 +221,7 @@ public final class C3PORunner {
         }
         self.model = model; self.embedder = embedder; self.pool = pool; self.taskWeights = taskWeights
         self.options = options; self.defaultAlpha = defaultAlpha; self.defaultBandwidth = defaultBandwidth
-        criticalLayers = MixingDefaults.criticalLayers(layerCount: model.layerCount, count: options.criticalLayerCount)
+        criticalLayers = MixingDefaults.criticalLayers(routedLayers: model.routedLayers, count: options.criticalLayerCount)
     }
 
     /// Runs `questions` (after `limit`); `onResult` gets each result and its override

@@ -35,6 +35,16 @@ public enum IndexCompatibility {
             guard m.topK == model.topK else {
                 throw IndexCompatibilityError.otherModel(manifestURL, "the index was built with top_k \(m.topK); the model has top_k \(model.topK)")
             }
+            // Indices written before families existed hold OLMoE pathways and name no family.
+            let (built, given) = (m.family ?? "olmoe", model.family ?? "olmoe")
+            guard built == given else {
+                throw IndexCompatibilityError.otherModel(manifestURL, "the index was built for the \(built) family; the model is \(given)")
+            }
+            let all = Array(0..<model.layers)
+            guard (m.routedLayers ?? all) == (model.routedLayers ?? all) else {
+                throw IndexCompatibilityError.otherModel(manifestURL,
+                    "the index was built for routed layers \((m.routedLayers ?? all).map(String.init).joined(separator: ",")); the model routes layers \((model.routedLayers ?? all).map(String.init).joined(separator: ","))")
+            }
         }
     }
 }

@@ -81,8 +81,13 @@ public enum MixingDefaults {
 
     /// The last `count` layers, or all layers when the model has fewer.
     public static func criticalLayers(layerCount: Int, count: Int = criticalLayerCount) -> [Int] {
-        let n = max(0, min(count, layerCount))
-        return Array((layerCount - n)..<layerCount)
+        criticalLayers(routedLayers: Array(0..<layerCount), count: count)
+    }
+
+    /// The last `count` of the layers that have a router (dense layers have no routing to
+    /// re-mix), or all of them when there are fewer; decoder-layer indices.
+    public static func criticalLayers(routedLayers: [Int], count: Int = criticalLayerCount) -> [Int] {
+        Array(routedLayers.sorted().suffix(max(0, count)))
     }
 }
 

@@ -4,7 +4,10 @@ import Foundation
 /// Opens a Hugging Face checkpoint folder as a routed MoE model: the one place where
 /// `model_type` picks the architecture (one file per architecture).
 public enum ModelLoader {
-    public static let supportedTypes = ["olmoe"]
+    /// Every family the engine runs; a new family adds its file and one line here.
+    static let families: [any ModelFamily.Type] = [Olmoe.self, Qwen2Moe.self, Qwen3Moe.self, Mixtral.self, DeepseekMoe.self]
+
+    public static var supportedTypes: [String] { families.map { $0.modelType } }
 
     public static func load(directory: URL) throws -> RoutedMoEModel {
         let configURL = directory.appendingPathComponent("config.json")
@@ -14,23 +17,14 @@ public enum ModelLoader {
             throw ModelError.config(configURL, field: "(root)", "not a JSON object")
         }
         guard let type = obj["model_type"] as? String else { throw ModelError.config(configURL, field: "model_type", "missing") }
+        guard let family = families.first(where: { $0.modelType == type }) else { throw ModelError.unsupportedModelType(configURL, type) }
         var hasher = SHA256Hasher()
         hasher.update(data)
-        let sha = hasher.finalize()
         let tokenizerURL = directory.appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: tokenizerURL.path) else { throw FileError.missing(directory, "tokenizer.json") }
-        switch type {
-        case "olmoe":
-            let config = try decode(OlmoeConfig.self, data, configURL)
-            try config.validate(configURL)
-            let tokenizer = try ByteLevelBPETokenizer(url: tokenizerURL)
-            let name = config.nameOrPath.flatMap { $0.isEmpty ? nil : $0 } ?? directory.standardizedFileURL.lastPathComponent
-            let identity = ModelIdentity(id: name, configSHA256: sha, layers: config.numHiddenLayers,
-                                         experts: config.numExperts, topK: config.numExpertsPerTok)
-            return try OlmoeModel(directory: directory, config: config, identity: identity, tokenizer: tokenizer)
-        default:
-            throw ModelError.unsupportedModelType(configURL, type)
-        }
+        let tokenizer = try TokenizerLoader.load(tokenizerURL)
+        return try family.load(ModelSource(directory: directory, configURL: configURL, configData: data,
+                                           configSHA256: hasher.finalize(), tokenizer: tokenizer))
     }
 
     /// Decodes a config, turning DecodingError into an error naming the field.

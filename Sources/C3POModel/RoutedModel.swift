@@ -41,12 +41,18 @@ public protocol RoutedMoEModel: AnyObject {
     var vocabularySize: Int { get }
     /// Longest prompt the model accepts, in tokens.
     var maxContext: Int { get }
+    /// The decoder layers that have a router (the others are dense: their `routerProbs` row is
+    /// all zeros and an override naming them is refused). Layer indices are decoder-layer
+    /// indices everywhere.
+    var routedLayers: [Int] { get }
 
     /// Token ids of `text` as the checkpoint's tokenizer encodes it.
     func encode(_ text: String) throws -> [Int]
     /// The single token id of each label as it follows "Answer:" (" A", " B", ...);
     /// throws if a label is not exactly one token.
     func labelTokenIDs(_ labels: [String]) throws -> [Int]
+    /// The text of one token, for display (nil when the tokenizer cannot decode).
+    func tokenText(_ id: Int) -> String?
 
     /// Full prefill of `tokens`, with `override` applied at the last position.
     func prefill(_ tokens: [Int], override: RoutingOverride?) throws -> PrefillState
@@ -56,4 +62,9 @@ public protocol RoutedMoEModel: AnyObject {
     /// positions. Equal to `prefill(state.tokens, override:)` when `override` touches
     /// no layer below `fromLayer`. Returns the logits of `rows` (all if nil).
     func reevaluateTail(_ state: PrefillState, fromLayer: Int, override: RoutingOverride?, rows: [Int]?) throws -> [Float]
+}
+
+extension RoutedMoEModel {
+    public var routedLayers: [Int] { Array(0..<layerCount) }
+    public func tokenText(_ id: Int) -> String? { nil }
 }

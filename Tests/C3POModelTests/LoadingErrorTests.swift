@@ -81,8 +81,21 @@ final class LoadingErrorTests: XCTestCase {
     }
 
     func testUnsupportedModelType() throws {
+        try editConfig { $0["model_type"] = "granitemoe" }
+        assertLoadFails("model_type 'granitemoe' is not supported (supported: olmoe, qwen2_moe, qwen3_moe, mixtral, deepseek)")
+    }
+
+    func testAnotherFamilysConfigNamesItsMissingField() throws {
+        // An OLMoE config relabelled as Mixtral lacks Mixtral's expert count: the field is named.
         try editConfig { $0["model_type"] = "mixtral" }
-        assertLoadFails("mixtral")
+        assertLoadFails("num_local_experts")
+    }
+
+    func testScaledRopeIsRefusedByName() throws {
+        try editConfig { $0["rope_scaling"] = ["type": "yarn", "factor": 4.0] }
+        assertLoadFails("rope_scaling.rope_type")
+        try editConfig { $0["rope_scaling"] = nil; $0["rope_parameters"] = ["rope_type": "llama3", "rope_theta": 10000.0] }
+        assertLoadFails("'llama3' is not supported")
     }
 
     func testRopeThetaTopLevelIsRead() throws {
