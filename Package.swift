@@ -13,7 +13,7 @@ let package = Package(
     products: [
         .executable(name: "c3po-index", targets: ["c3po-index"]),
         .executable(name: "c3po-apply", targets: ["c3po-apply"]),
-        .library(name: "C3POKit", targets: ["C3POCore", "C3POEmbedding", "C3POIndex", "C3POModel", "C3POMixing", "C3POCommands"]),
+        .library(name: "C3POKit", targets: ["C3POCore", "C3POEmbedding", "C3POIndex", "C3POModel", "C3POMixing", "C3POReport", "C3POCommands"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,10 +35,11 @@ let package = Package(
         .target(name: "C3POModel", dependencies: ["C3POCore", "CBLAS"]),
         .target(name: "C3POIndex", dependencies: ["C3POCore", "C3POEmbedding", "CFaissShim", "CArchive"]),
         .target(name: "C3POMixing", dependencies: ["C3POCore", "C3POIndex", "C3POModel", "C3POEmbedding"]),
+        .target(name: "C3POReport", dependencies: ["C3POCore", "C3POIndex", "C3POMixing"]),
         .target(
             name: "C3POCommands",
             dependencies: [
-                "C3POCore", "C3POEmbedding", "C3POIndex", "C3POModel", "C3POMixing",
+                "C3POCore", "C3POEmbedding", "C3POIndex", "C3POModel", "C3POMixing", "C3POReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -54,6 +55,7 @@ let package = Package(
         .testTarget(name: "C3POModelTests", dependencies: ["C3POModel", "C3POCore"]),
         .testTarget(name: "C3POMixingTests", dependencies: ["C3POMixing", "C3POModel", "C3POIndex", "C3POCore"]),
         .testTarget(name: "C3POCommandsTests", dependencies: ["C3POCommands", "C3POCore"]),
+        .testTarget(name: "C3POReportTests", dependencies: ["C3POReport", "C3POMixing", "C3POIndex", "C3POCore"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

@@ -6,38 +6,47 @@ import C3POMixing
 import C3POModel
 import Foundation
 
-/// `c3po-index build`: official reference archives → an index folder (Index/README.md).
+/// `c3po-index build`: official reference archives, or a model run on benchmark files → an
+/// index folder (Index/README.md).
 public struct BuildCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "build",
-        abstract: "Build a reference index from official C3PO reference archives (.zip, .tar, .tar.gz).",
+        abstract: "Build a reference index: from official C3PO reference archives (--reference), or by running a model on benchmark files (--model with --benchmark).",
+        usage: """
+            c3po-index build --model <dir> --benchmark <file> ... --out <dir> [<options>]
+            c3po-index build --reference <archive> ... --out <dir> [<options>]
+            """,
         discussion: """
-        Reads the JSON files of each archive (<prefix>_<task>_..._routing_results*.json, each an object \
-        case_id -> record), keeps the correctly answered records, embeds their question text, and writes \
-        the folder atomically: a failed build leaves an older index at --out untouched.
+        With --model and --benchmark (what Scripts/demo does), every benchmark question is run through the \
+        model; the pathways of the questions it answers correctly become the references, and the mixing \
+        hyper-parameters (alpha, bandwidth, task pathways) are chosen per task from them by leave-one-out. \
+        With --reference, the JSON files of each archive in the official format \
+        (<prefix>_<task>_..._routing_results*.json, each an object case_id -> record) are read and the \
+        correctly answered records kept. Either way their question text is embedded and the folder is \
+        written atomically: a failed build leaves an older index at --out untouched.
         """
     )
 
     @Option(name: .customLong("reference"), parsing: .upToNextOption,
-            help: "Reference archive(s) in the official format (.zip, .tar, .tar.gz).")
+            help: ArgumentHelp("Reference archive(s) of recorded routing in the official format (.zip, .tar, .tar.gz).", valueName: "archive"))
     public var references: [String] = []
 
-    @Option(help: "MoE checkpoint folder: record pathways by running it on --benchmark questions (C3POMixing.BenchmarkIndexBuilder).")
+    @Option(help: ArgumentHelp("MoE checkpoint folder: its pathways are recorded by running it on the --benchmark questions.", valueName: "dir"))
     public var model: String?
 
     @Option(name: .customLong("benchmark"), parsing: .upToNextOption,
-            help: "Benchmark file(s) in the dataset schema (with --model): every question is run; correct ones are kept. Resumable.")
+            help: ArgumentHelp("Benchmark file(s) in the dataset schema (Datasets/README.md), with --model: every question is run, the correctly answered ones are kept. An interrupted build resumes: the questions already run are kept in .NAME.work/ beside --out, and the same command run again continues from them (the folder is removed once the index is written).", valueName: "file"))
     public var benchmarks: [String] = []
 
-    @Option(help: "Output index folder, e.g. Index/NAME (replaced atomically).")
+    @Option(help: ArgumentHelp("Output index folder, e.g. Index/NAME (replaced atomically).", valueName: "dir"))
     public var out: String
 
     @OptionGroup public var embedderOptions: EmbedderOptions
 
-    @Option(help: "faiss index factory string: Flat (exact), IVF<n>,Flat or HNSW<m> (approximate).")
+    @Option(help: ArgumentHelp("faiss index factory string: Flat (exact), IVF<n>,Flat or HNSW<m> (approximate).", valueName: "string"))
     public var factory: String = "Flat"
 
-    @Option(help: "Drop a record whose question has cosine similarity above this with an earlier kept record of the same task (e.g. 0.95); off by default.")
+    @Option(help: ArgumentHelp("Drop a record whose question has cosine similarity above this with an earlier kept record of the same task (e.g. 0.95); off by default.", valueName: "s"))
     public var dedup: Float?
 
     @Flag(help: "Keep records the model answered incorrectly too (flag stored per record).")
@@ -46,16 +55,16 @@ public struct BuildCommand: ParsableCommand {
     @Flag(help: "Skip invalid records (named on stderr, counted in the manifest) instead of stopping.")
     public var skipInvalid = false
 
-    @Option(help: "Largest uncompressed size, in bytes, of one archive entry and of one archive in total.")
+    @Option(help: ArgumentHelp("Largest uncompressed size, in bytes, of one archive entry and of one archive in total.", valueName: "bytes"))
     public var maxArchiveBytes: Int64 = 4 << 30
 
-    @Option(help: "Precomputed float32 .npy embeddings [records, dimension], one row per record kept after the correctness and validity filters, in row order; skips the embedder.")
+    @Option(help: ArgumentHelp("Precomputed float32 .npy embeddings [records, dimension], one row per record kept after the correctness and validity filters, in row order; skips the embedder (with --reference).", valueName: "file"))
     public var embeddings: String?
 
-    @Option(help: "Embedder id to record with --embeddings (queries must then use --vectors or an embedder with this id).")
+    @Option(help: ArgumentHelp("Embedder id to record with --embeddings (queries must then use --vectors or an embedder with this id).", valueName: "id"))
     public var embedderId: String?
 
-    @Option(name: .customLong("search-parameter"), help: "faiss search parameter stored in the index, NAME=VALUE (e.g. nprobe=16, efSearch=64); repeatable.")
+    @Option(name: .customLong("search-parameter"), help: ArgumentHelp("faiss search parameter stored in the index, NAME=VALUE (e.g. nprobe=16, efSearch=64); repeatable.", valueName: "name=value"))
     public var searchParameters: [String] = []
 
     @Flag(help: "No progress lines on stderr.")
@@ -67,8 +76,15 @@ public struct BuildCommand: ParsableCommand {
         if model != nil || !benchmarks.isEmpty {
             guard model != nil, !benchmarks.isEmpty else { throw ValidationError("--model and --benchmark go together") }
             guard references.isEmpty, embeddings == nil else { throw ValidationError("--model/--benchmark cannot be combined with --reference or --embeddings") }
+            // Options of archive builds that a --model build would otherwise ignore without a word.
+            let archiveOnly = [(dedup != nil, "--dedup"), (skipInvalid, "--skip-invalid"), (!searchParameters.isEmpty, "--search-parameter")]
+                .filter(\.0).map(\.1)
+            guard archiveOnly.isEmpty else { throw ValidationError("\(archiveOnly.joined(separator: ", ")): for --reference builds only, not with --model") }
         } else {
             guard !references.isEmpty else { throw ValidationError("give at least one --reference archive (or --model with --benchmark)") }
+            if let file = references.first(where: { $0.hasSuffix(".jsonl") }) {
+                throw ValidationError("--reference takes archives of recorded routing (.zip, .tar, .tar.gz); '\(file)' looks like a benchmark file: record it with --model DIR --benchmark \(file)")
+            }
         }
         if let d = dedup, !(d > 0 && d <= 1) { throw ValidationError("--dedup must be in (0, 1], got \(d)") }
         guard maxArchiveBytes > 0 else { throw ValidationError("--max-archive-bytes must be positive") }
@@ -139,9 +155,10 @@ public struct BuildCommand: ParsableCommand {
         if let model {
             var o = BenchmarkIndexBuilder.Options()
             o.includeIncorrect = includeIncorrect; o.factory = factory; o.batchSize = embedderOptions.batchSize; o.progress = !quiet
-            let m = try BenchmarkIndexBuilder.build(model: try ModelLoader.load(directory: URL(fileURLWithPath: model)),
+            let benchmarkURLs = try benchmarks.map { try InputPaths.file($0, "benchmark file") }
+            let m = try BenchmarkIndexBuilder.build(model: try ModelLoader.load(directory: try InputPaths.model(model)),
                                                     embedder: try embedderOptions.load(),
-                                                    benchmarks: benchmarks.map { URL(fileURLWithPath: $0) },
+                                                    benchmarks: benchmarkURLs,
                                                     out: URL(fileURLWithPath: out), options: o)
             print("wrote \(out): \(m.count) records, \(m.layers)x\(m.experts) pathways, mixing \(m.mixing.source), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
             return

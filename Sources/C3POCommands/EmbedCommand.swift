@@ -53,7 +53,7 @@ public struct EmbedCommand: ParsableCommand {
         if let field = jsonlField {
             for (number, text) in try JSONLines.lines(of: url) {
                 guard let obj = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
-                    throw Failure.badField(url, number, "malformed JSON")
+                    throw Failure.badField(url, number, JSONLines.malformedReason(text))
                 }
                 guard let value = obj[field] else { throw Failure.badField(url, number, "missing field '\(field)'") }
                 guard let s = value as? String else { throw Failure.badField(url, number, "field '\(field)' is not a string") }

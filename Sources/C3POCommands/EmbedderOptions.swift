@@ -7,12 +7,13 @@ import Foundation
 public struct EmbedderOptions: ParsableArguments {
     @Option(name: .customLong("embedder"),
             help: ArgumentHelp(
-                "Sentence-transformers model folder (config.json, model.safetensors, vocab.txt or tokenizer.json, 1_Pooling/config.json, sentence_bert_config.json).",
-                discussion: "Default: $C3PO_EMBEDDER, else $C3PO_HOME/models/all-MiniLM-L6-v2 (C3PO_HOME defaults to ~/.cache/c3po).",
+                // The default stands in the help line itself: an ArgumentHelp discussion is
+                // printed outside the help column.
+                "Sentence-transformers model folder (config.json, model.safetensors, vocab.txt or tokenizer.json, 1_Pooling/config.json, sentence_bert_config.json). (default: $C3PO_EMBEDDER, else $C3PO_HOME/models/all-MiniLM-L6-v2; C3PO_HOME defaults to ~/.cache/c3po)",
                 valueName: "dir"))
     public var embedder: String?
 
-    @Option(name: .customLong("batch-size"), help: "Sentences per encoder batch (sorted by length into batches).")
+    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Sentences per encoder batch (sorted by length into batches).", valueName: "n"))
     public var batchSize: Int = 32
 
     public init() {}
@@ -27,6 +28,12 @@ public struct EmbedderOptions: ParsableArguments {
     }
 
     public func load() throws -> SentenceTransformer {
-        try SentenceTransformer(directory: directory)
+        let dir = directory
+        if !FileManager.default.fileExists(atPath: dir.path) {
+            throw UsageError(embedder == nil
+                ? "\(dir.path): no embedder folder there (the default; Scripts/bootstrap installs all-MiniLM-L6-v2 into it, or give --embedder DIR)"
+                : "\(dir.path): no such embedder folder")
+        }
+        return try SentenceTransformer(directory: dir)
     }
 }

@@ -10,7 +10,7 @@ public struct InfoCommand: ParsableCommand {
         abstract: "Describe a reference index: counts per task, embedder, pathway shape, faiss type, size on disk."
     )
 
-    @Option(help: "Index folder written by `c3po-index build`.")
+    @Option(help: ArgumentHelp("Index folder written by `c3po-index build`.", valueName: "dir"))
     public var index: String
 
     @Flag(help: "Print one JSON object on stdout.")
@@ -58,6 +58,19 @@ public struct InfoCommand: ParsableCommand {
         }
     }
 
+    /// "model (olmoe, config sha256 e3f8e38d9473…, top-2)": `id` is the checkpoint's
+    /// `_name_or_path`, else its folder's name; the index is matched to a model by the sha256.
+    static func describe(_ m: ModelIdentity) -> String {
+        let family = m.family ?? "olmoe"
+        let dense = m.routedLayers.map { r in ", routed layers \(r.map(String.init).joined(separator: ","))" } ?? ""
+        return "\(m.id) (\(family), config sha256 \(m.configSHA256.prefix(12))…, top-\(m.topK)\(dense))"
+    }
+
+    /// 16 for 16.0, else the shortest exact form.
+    static func number(_ x: Double) -> String {
+        x.rounded() == x && abs(x) < 1e15 ? String(Int64(x)) : "\(x)"
+    }
+
     static func sizeOnDisk(_ dir: URL) -> Int64 {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
         return names.reduce(Int64(0)) { total, name in
@@ -67,7 +80,7 @@ public struct InfoCommand: ParsableCommand {
     }
 
     public func run() throws {
-        let dir = URL(fileURLWithPath: index)
+        let dir = try InputPaths.index(index)
         let idx = try ReferenceIndex(directory: dir)
         let m = idx.manifest
         let hasWeights = FileManager.default.fileExists(atPath: dir.appendingPathComponent(ReferenceIndex.taskWeightsFile).path)
@@ -87,12 +100,14 @@ public struct InfoCommand: ParsableCommand {
         for (task, n) in m.tasks.sorted(by: { $0.key < $1.key }) { print("  \(task.padding(toLength: 16, withPad: " ", startingAt: 0)) \(n)") }
         print("embedder   \(m.embedder.id), dimension \(m.embedder.dimension)")
         print("pathways   \(m.layers) layers x \(m.experts) experts, critical layers \(m.criticalLayers.map(String.init).joined(separator: ","))")
-        print("model      \(m.model.map { "\($0.id) (config sha256 \($0.configSHA256.prefix(12))…, top-\($0.topK))" } ?? "none (pathways from archives)")")
-        let params = m.searchParameters.isEmpty ? "" : " " + m.searchParameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        print("model      \(m.model.map(Self.describe) ?? "none (pathways from archives)")")
+        let params = m.searchParameters.isEmpty ? "" : " " + m.searchParameters.sorted { $0.key < $1.key }.map { "\($0.key)=\(Self.number($0.value))" }.joined(separator: " ")
         print("faiss      \(m.factory), \(m.metric)\(params)")
-        print("mixing     \(m.mixing.source) (alpha \(m.mixing.alpha), bandwidth \(m.mixing.bandwidth))\(hasWeights ? ", task_weights.json" : "")")
+        // Per task, α and h come from small grids (AlphaSelection: α in steps of 0.25, h in {0.1, 0.25, 0.5});
+        // the manifest holds their count-weighted average over tasks: two decimals say all there is.
+        print("mixing     \(m.mixing.source) (alpha \(String(format: "%.2f", m.mixing.alpha)), bandwidth \(String(format: "%.2f", m.mixing.bandwidth)))\(hasWeights ? ", task_weights.json" : "")")
         let f = m.filters
-        print("filters    include incorrect \(f.includeIncorrect), skipped incorrect \(f.skippedIncorrect), skipped invalid \(f.skippedInvalid), dedup \(f.dedup.map { "\($0)" } ?? "off") (\(f.deduplicated) dropped)")
+        print("filters    include incorrect \(f.includeIncorrect), skipped incorrect \(f.skippedIncorrect), skipped invalid \(f.skippedInvalid), dedup \(f.dedup.map { String(format: "%.4g", $0) } ?? "off") (\(f.deduplicated) dropped)")
         for s in m.sources { print("source     \(s.path) (\(s.kind), \(s.records) records, sha256 \(s.sha256.prefix(12))…)") }
         print("size       \(String(format: "%.1f", Double(Self.sizeOnDisk(dir)) / 1_048_576)) MiB on disk")
     }

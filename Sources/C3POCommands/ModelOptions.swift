@@ -10,6 +10,6 @@ public struct ModelOptions: ParsableArguments {
     public init() {}
 
     public func load() throws -> RoutedMoEModel {
-        try ModelLoader.load(directory: URL(fileURLWithPath: model))
+        try ModelLoader.load(directory: try InputPaths.model(model))
     }
 }

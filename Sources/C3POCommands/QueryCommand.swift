@@ -11,36 +11,36 @@ public struct QueryCommand: ParsableCommand {
         abstract: "Find the k nearest reference records (cosine similarity) of one or more questions."
     )
 
-    @Option(help: "Index folder written by `c3po-index build`.")
+    @Option(help: ArgumentHelp("Index folder written by `c3po-index build`.", valueName: "dir"))
     public var index: String
 
-    @Option(help: "Neighbours per query.")
+    @Option(help: ArgumentHelp("Neighbours per query.", valueName: "n"))
     public var k: Int = 3
 
-    @Option(help: "Drop neighbours more similar than this to the query (the paper's overlap rule uses 0.95).")
+    @Option(help: ArgumentHelp("Drop neighbours more similar than this to the query (the paper's overlap rule uses 0.95).", valueName: "s"))
     public var maxSimilarity: Float?
 
     @Flag(help: "Print {\"results\": [{\"query\", \"neighbors\": [...]}]} on stdout.")
     public var json = false
 
-    @Option(help: "Read queries from this file: one per line, or JSON Lines with --jsonl.")
+    @Option(help: ArgumentHelp("Read queries from this file: one per line, or JSON Lines with --jsonl.", valueName: "file"))
     public var file: String?
 
-    @Option(help: "With --file: the file is JSON Lines and this string field holds each query (e.g. question).")
+    @Option(help: ArgumentHelp("With --file: the file is JSON Lines and this string field holds each query (e.g. question).", valueName: "field"))
     public var jsonl: String?
 
-    @Option(help: "Precomputed float32 .npy query embeddings [queries, dimension]; skips the embedder.")
+    @Option(help: ArgumentHelp("Precomputed float32 .npy query embeddings [queries, dimension]; skips the embedder.", valueName: "file"))
     public var vectors: String?
 
     @Flag(help: "Search queries one at a time and report latency p50/p99 on stderr.")
     public var reportLatency = false
 
-    @Option(name: .customLong("search-parameter"), help: "faiss search parameter for this run, NAME=VALUE (e.g. nprobe=32, efSearch=128), overriding the one stored in the index; repeatable.")
+    @Option(name: .customLong("search-parameter"), help: ArgumentHelp("faiss search parameter for this run, NAME=VALUE (e.g. nprobe=32, efSearch=128), overriding the one stored in the index; repeatable.", valueName: "name=value"))
     public var searchParameters: [String] = []
 
     @OptionGroup public var embedderOptions: EmbedderOptions
 
-    @Argument(help: "Query text(s). A full prompt is reduced to its question part as references are.")
+    @Argument(help: ArgumentHelp("Query text(s). A full prompt is reduced to its question part as references are.", valueName: "text"))
     public var text: [String] = []
 
     public init() {}
@@ -65,7 +65,7 @@ public struct QueryCommand: ParsableCommand {
         guard let field = jsonl else { return try JSONLines.lines(of: url).map { QuestionText.extract(from: String($0.text)) } }
         return try JSONLines.lines(of: url).map { number, line in
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw JSONLines.LineError(url: url, line: number, reason: "not a JSON object")
+                throw JSONLines.LineError(url: url, line: number, reason: JSONLines.malformedReason(line))
             }
             guard let value = obj[field] as? String else {
                 throw JSONLines.LineError(url: url, line: number, reason: "field '\(field)' missing or not a string")
@@ -75,7 +75,7 @@ public struct QueryCommand: ParsableCommand {
     }
 
     public func run() throws {
-        let idx = try ReferenceIndex(directory: URL(fileURLWithPath: index))
+        let idx = try ReferenceIndex(directory: try InputPaths.index(index))
         for (name, value) in try BuildCommand.parseSearchParameters(searchParameters).sorted(by: { $0.key < $1.key }) {
             try idx.setSearchParameter(name, value)
         }

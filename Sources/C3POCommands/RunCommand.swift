@@ -19,60 +19,69 @@ public struct RunCommand: ParsableCommand {
         discussion: """
         Per question: one full pass (the base answer and the router's own pathway), a re-mixed pathway for \
         the critical layers at the last prompt position, then only that position's tail is re-evaluated \
-        for the C3PO answer. The index must come from the same model (config sha256, layers, experts). \
-        --method oracle uses the gold answers: an upper bound for analysis only.
+        for the C3PO answer. The index must come from the same model (config sha256, layers, experts): \
+        another one is refused. --method oracle uses the gold answers: an upper bound for analysis only. \
+        A run that is off target says so on stderr (warning: ...) and in the --json summary's "warnings": \
+        test questions of tasks the index holds no references of, questions whose neighbours all lie below \
+        --similarity-floor, prompts that do not end where the label is read, skipped questions.
         """
     )
 
-    @Option(help: "Index folder (Index/README.md), e.g. Index/NAME.")
+    @Option(help: ArgumentHelp("Index folder (Index/README.md), e.g. Index/NAME.", valueName: "dir"))
     public var index: String
 
-    @Option(help: "MoE checkpoint folder (config.json, *.safetensors, tokenizer.json).")
+    @Option(help: ArgumentHelp("MoE checkpoint folder (config.json, *.safetensors, tokenizer.json).", valueName: "dir"))
     public var model: String
 
-    @Option(help: "Test set in the dataset schema (Datasets/README.md), JSONL.")
+    @Option(help: ArgumentHelp("Test set in the dataset schema (Datasets/README.md), JSONL.", valueName: "file"))
     public var test: String
 
     @Option(help: "Re-mixing method: kernel (kernel regression), mode (mean-shift in pathway space), task (per-task weights of the index), neighbors (the published code's average), none (base model), oracle (uses gold answers: upper bound, analysis only).")
     public var method: MixingMethod = .kernel
 
-    @Option(help: "Neighbours per question.")
+    @Option(help: ArgumentHelp("Neighbours per question.", valueName: "n"))
     public var k: Int = MixingDefaults.k
 
-    @Option(help: "Kernel over question similarity (d = 1 - cosine): gaussian exp(-d²/2h²), cosine max(sim, 0), uniform.")
+    @Option(help: "Kernel over question similarity (d = 1 - cosine): gaussian exp(-d^2 / 2h^2), cosine max(sim, 0), uniform.")
     public var kernel: MixingKernel = .gaussian
 
-    @Option(help: "Gaussian kernel bandwidth h (default: the neighbours' tasks' values from the index, else 0.25).")
+    @Option(help: ArgumentHelp("Gaussian kernel bandwidth h (default: the neighbours' tasks' values from the index, else 0.25).", valueName: "h"))
     public var bandwidth: Float?
 
-    @Option(name: .customLong("critical-layers"), help: "Re-mix the last N layers (all layers if the model has fewer).")
+    @Option(name: .customLong("critical-layers"), help: ArgumentHelp("Re-mix the last N routed layers (all of them if the model has fewer).", valueName: "n"))
     public var criticalLayers: Int = MixingDefaults.criticalLayerCount
 
-    @Option(name: .customLong("core-experts"), help: "Re-weight only the N experts the router ranks highest for the sample in each critical layer.")
+    @Option(name: .customLong("core-experts"), help: ArgumentHelp("Re-weight only the N experts the router ranks highest for the sample in each critical layer.", valueName: "n"))
     public var coreExperts: Int = MixingDefaults.coreExperts
 
-    @Option(help: ArgumentHelp("α in ω ← αω + (1-α)ω̂: 'index' (per task, from the index), 'search' (the paper's per-sample search on the neighbours' loss; costly), or a number in [0, 1].", valueName: "index|search|A"))
+    @Option(help: ArgumentHelp("alpha in w <- alpha w + (1 - alpha) w_mixed, the share of the router's own routing: 'index' (per task, from the index), 'search' (the paper's per-sample search on the neighbours' loss; costly), or a number in [0, 1].", valueName: "index|search|A"))
     public var alpha: String = "index"
 
-    @Option(name: .customLong("max-similarity"), help: "Drop references whose question similarity to the test question exceeds this (overlap).")
+    @Option(name: .customLong("max-similarity"), help: ArgumentHelp("Drop references whose question similarity to the test question exceeds this (overlap).", valueName: "s"))
     public var maxSimilarity: Float = MixingDefaults.maxSimilarity
+
+    @Option(name: .customLong("similarity-floor"), help: ArgumentHelp("Warn about questions whose neighbours are all less similar than this (cosine).", valueName: "s"))
+    public var similarityFloor: Float = RunnerOptions().similarityFloor
 
     @Option(help: "How neighbours are chosen: similar (the k most similar successful references) or random (k successful references at random: an ablation that shows what retrieval contributes).")
     public var neighbors: NeighborDraw = .similar
 
-    @Option(help: "Seed of --neighbors random.")
+    @Option(help: ArgumentHelp("Seed of --neighbors random.", valueName: "n"))
     public var seed: UInt64 = 0
 
-    @Option(help: "Run only the first N questions.")
+    @Option(help: ArgumentHelp("Run only the first N questions.", valueName: "n"))
     public var limit: Int?
 
-    @Option(help: "Per-question results, JSONL (id, task, gold, base/C3PO answers, neighbours, α, seconds).")
+    @Option(help: ArgumentHelp("Per-question results, JSONL (id, task, gold, base/C3PO answers, neighbours, alpha, seconds, pathways of the critical layers; see README.md, The --out rows).", valueName: "file"))
     public var out: String?
 
-    @Option(name: .customLong("emit-weights"), help: "Write the re-mixed pathways, {id: {\"layers\": [...]}} in the official record form, for a PyTorch engine.")
+    @Option(name: .customLong("emit-weights"), help: ArgumentHelp("Write the re-mixed pathways, {id: {\"layers\": [...]}} in the official record form, for a PyTorch engine.", valueName: "file"))
     public var emitWeights: String?
 
-    @Flag(help: "Print the summary as JSON on stdout.")
+    @Option(help: ArgumentHelp("Also write the run's HTML report (c3po-apply report --help).", valueName: "file.html"))
+    public var report: String?
+
+    @Flag(help: "Print the summary as JSON on stdout (with \"warnings\": what was off target).")
     public var json = false
 
     @Flag(help: "No progress lines on stderr.")
@@ -90,13 +99,14 @@ public struct RunCommand: ParsableCommand {
         if let b = bandwidth, !(b.isFinite && b > 0) { throw ValidationError("--bandwidth must be positive, got \(b)") }
         if let l = limit, l < 1 { throw ValidationError("--limit must be at least 1, got \(l)") }
         guard maxSimilarity.isFinite else { throw ValidationError("--max-similarity must be a number") }
+        guard similarityFloor.isFinite else { throw ValidationError("--similarity-floor must be a number") }
     }
 
     public func run() throws {
-        let indexURL = URL(fileURLWithPath: index)
-        let questions = try MCDataset.load(URL(fileURLWithPath: test))
+        let indexURL = try InputPaths.index(index)
+        let questions = try MCDataset.load(try InputPaths.file(test, "test file"))
         let refIndex = try ReferenceIndex(directory: indexURL)
-        let model = try ModelLoader.load(directory: URL(fileURLWithPath: self.model))
+        let model = try ModelLoader.load(directory: try InputPaths.model(self.model))
         try IndexCompatibility.check(refIndex.manifest, directory: indexURL, model: model.identity)
         let embedder = try embedderOptions.load()
         try refIndex.checkCompatible(embedder)
@@ -109,6 +119,7 @@ public struct RunCommand: ParsableCommand {
         options.maxSimilarity = maxSimilarity; options.limit = limit
         options.neighborDraw = neighbors; options.seed = seed
         options.embedBatchSize = embedderOptions.batchSize; options.progress = !quiet
+        options.similarityFloor = similarityFloor
         let runner = try C3PORunner(model: model, embedder: embedder, pool: try ReferencePool(index: refIndex),
                                     taskWeights: taskWeights, options: options,
                                     defaultAlpha: Float(refIndex.manifest.mixing.alpha),
@@ -118,18 +129,22 @@ public struct RunCommand: ParsableCommand {
         var emitted: [String: Any] = [:]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let results = try runner.run(questions) { r, o in
+        let results = try runner.run(questions, onResult: { r, o in
             if out != nil { lines.append(try encoder.encode(r)); lines.append(0x0A) }
             if let o, emitWeights != nil { emitted[r.id] = o.officialObject() }
             if let why = r.skipped, !quiet { StandardError.warning("skipped \(r.id): \(why)") }
-        }
+        }, onWarning: StandardError.warning)
         // Outputs are written only once the whole run succeeded (atomically).
         if let out { try AtomicWrite.write(lines, to: URL(fileURLWithPath: out)) }
         if let emitWeights {
             let data = try JSONSerialization.data(withJSONObject: emitted, options: [.sortedKeys, .prettyPrinted])
             try AtomicWrite.write(data, to: URL(fileURLWithPath: emitWeights))
         }
-        let summary = RunSummary(results: results, method: method)
+        if let report {
+            let bytes = try ReportCommand.write(results: results, label: method.rawValue, index: refIndex, test: test, questions: questions, to: report)
+            if !quiet { StandardError.write("report: \(report) (\(ReportCommand.size(bytes)))\n") }
+        }
+        let summary = RunSummary(results: results, method: method, warnings: runner.warnings)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -146,7 +161,11 @@ public struct RunCommand: ParsableCommand {
         for (t, v) in s.byTask.sorted(by: { $0.key < $1.key }) {
             rows.append(t.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: " %7d ", v.total) + pct(v.baseAccuracy) + " " + pct(v.c3poAccuracy))
         }
-        rows.append("all".padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: " %7d ", s.total) + pct(s.baseAccuracy) + " " + pct(s.c3poAccuracy))
+        if s.total == 0 {
+            rows.append("no question scored: all \(s.skipped) skipped (see the warnings)")
+        } else {
+            rows.append("all".padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: " %7d ", s.total) + pct(s.baseAccuracy) + " " + pct(s.c3poAccuracy))
+        }
         rows.append("improved \(s.improved), worsened \(s.worsened), skipped \(s.skipped)")
         rows.append(String(format: "seconds per sample: base %.4f, c3po %.4f; overhead ratio %.3f",
                            s.baseSecondsPerSample, s.secondsPerSample, s.c3poOverheadRatio))

@@ -43,13 +43,29 @@ public enum JSONLines {
                 return try decoder.decode(T.self, from: Data(text.utf8))
             } catch let DecodingError.keyNotFound(key, _) {
                 throw LineError(url: url, line: number, reason: "missing field '\(key.stringValue)'")
+            } catch let DecodingError.typeMismatch(_, ctx) where ctx.codingPath.isEmpty {
+                throw LineError(url: url, line: number, reason: malformedReason(text))
             } catch let DecodingError.typeMismatch(_, ctx) {
                 throw LineError(url: url, line: number, reason: "field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
             } catch let DecodingError.valueNotFound(_, ctx) {
                 throw LineError(url: url, line: number, reason: "field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' is null")
             } catch {
-                throw LineError(url: url, line: number, reason: "malformed JSON")
+                throw LineError(url: url, line: number, reason: malformedReason(text))
             }
+        }
+    }
+
+    /// Why a line that did not decode is not JSON, with its column ("not valid JSON: expected
+    /// ',' or '}' at column 27"); Foundation's decoder says neither.
+    public static func malformedReason(_ text: Substring) -> String {
+        do {
+            let value = try JSONScanner.parse(Data(text.utf8))
+            if case .object = value { return "not a record of the expected form" }
+            return "not a JSON object"
+        } catch let e as JSONScanner.Error {
+            return "not valid JSON: \(e.message) at column \(e.column)"
+        } catch {
+            return "not valid JSON"
         }
     }
 

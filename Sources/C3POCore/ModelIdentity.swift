@@ -14,12 +14,16 @@ public struct ModelIdentity: Codable, Sendable, Equatable {
     public var family: String?
     /// The decoder layers with a router, when not all of them are (absent: every layer).
     public var routedLayers: [Int]?
+    /// SHA-256 of the checkpoint's `tokenizer.json` (absent in indices written before it was
+    /// recorded): the same config with another tokenizer gives other prompts' tokens.
+    public var tokenizerSHA256: String?
 
     enum CodingKeys: String, CodingKey {
         case id, layers, experts, family
         case configSHA256 = "config_sha256"
         case topK = "top_k"
         case routedLayers = "routed_layers"
+        case tokenizerSHA256 = "tokenizer_sha256"
     }
 
     public init(id: String, configSHA256: String, layers: Int, experts: Int, topK: Int, family: String? = nil, routedLayers: [Int]? = nil) {

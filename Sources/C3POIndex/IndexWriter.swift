@@ -95,7 +95,11 @@ public enum IndexWriter {
             mixing: contents.mixing, searchParameters: contents.searchParameters)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let manifestData = try encoder.encode(manifest)
+        // Foundation pretty-prints an empty object or array over several lines: write `{}` / `[]`
+        // (a JSON string cannot hold a raw line break, so only empty containers match).
+        let pretty = String(decoding: try encoder.encode(manifest), as: UTF8.self)
+        let manifestData = Data(pretty.replacingOccurrences(of: #"\{\n\s*\}"#, with: "{}", options: .regularExpression)
+            .replacingOccurrences(of: #"\[\n\s*\]"#, with: "[]", options: .regularExpression).utf8)
 
         try AtomicWrite.buildDirectory(at: directory) { tmp in
             try NPY.encode(float32: contents.embeddings, shape: [n, d])

@@ -49,7 +49,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
 
     public struct Source: Codable, Sendable, Equatable {
         public var path: String
-        /// "archive", "dataset" or "embeddings".
+        /// "archive", "benchmark" or "embeddings".
         public var kind: String
         public var sha256: String
         /// Records read from this source (before the correctness and dedup filters).

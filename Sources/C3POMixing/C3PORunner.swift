@@ -70,6 +70,11 @@ public struct RunnerOptions: Sendable {
     public var oracleBudget: Int = 1024
     public var embedBatchSize: Int = 32
     public var progress: Bool = true
+    /// A question whose neighbours are all less similar than this is counted in a warning
+    /// (all-MiniLM-L6-v2 cosine: ARC-Challenge against OpenBookQA + SciQ, the paper's setting,
+    /// has a best neighbour below 0.4 for 6 % of its questions; ARC-Easy against the testbed's
+    /// villagers for every one).
+    public var similarityFloor: Float = 0.4
 
     public init() {}
 }
@@ -100,15 +105,28 @@ public struct SampleResult: Codable, Sendable {
     public var secondsC3PO: Double
     /// Why the sample was not run (never counted in the accuracies).
     public var skipped: String?
+    /// For the report (absent in rows written before it; `recordRouting`, SampleRouting.swift):
+    /// the question text, the critical layers, the router's and the re-mixed routing of
+    /// those layers at the last position ({layer: [weight per expert]}; no `c3po_pathway`
+    /// when the base routing was kept) and the core experts per layer the method re-weighted.
+    public var question: String? = nil
+    public var criticalLayers: [Int]? = nil
+    public var basePathway: [Int: [Float]]? = nil
+    public var c3poPathway: [Int: [Float]]? = nil
+    public var coreExperts: [Int: [Int]]? = nil
 
     enum CodingKeys: String, CodingKey {
-        case id, task, gold, neighbors, alpha, bandwidth, method, skipped
+        case id, task, gold, neighbors, alpha, bandwidth, method, skipped, question
         case baseAnswer = "base_answer"
         case c3poAnswer = "c3po_answer"
         case baseCorrect = "base_correct"
         case c3poCorrect = "c3po_correct"
         case secondsBase = "seconds_base"
         case secondsC3PO = "seconds_c3po"
+        case criticalLayers = "critical_layers"
+        case basePathway = "base_pathway"
+        case c3poPathway = "c3po_pathway"
+        case coreExperts = "core_experts"
     }
 }
 
@@ -136,9 +154,11 @@ public struct RunSummary: Codable, Sendable {
     public var c3poOverheadRatio: Double
     public var method: String
     public var skipped: Int
+    /// What was off target in the run (`C3PORunner.warnings`), each also written to stderr.
+    public var warnings: [String]
 
     enum CodingKeys: String, CodingKey {
-        case total, improved, worsened, method, skipped
+        case total, improved, worsened, method, skipped, warnings
         case baseAccuracy = "base_accuracy"
         case c3poAccuracy = "c3po_accuracy"
         case byTask = "by_task"
@@ -147,7 +167,8 @@ public struct RunSummary: Codable, Sendable {
         case c3poOverheadRatio = "c3po_overhead_ratio"
     }
 
-    public init(results: [SampleResult], method: MixingMethod) {
+    public init(results: [SampleResult], method: MixingMethod, warnings: [String] = []) {
+        self.warnings = warnings
         let run = results.filter { $0.skipped == nil }
         total = run.count
         skipped = results.count - run.count
@@ -199,6 +220,9 @@ public final class C3PORunner {
     public let defaultAlpha: Float
     public let defaultBandwidth: Float
     public let criticalLayers: [Int]
+    /// What the last `run` found off target (tasks the index lacks, neighbours below the
+    /// similarity floor, prompts that do not end where the label is read, skipped questions).
+    public private(set) var warnings: [String] = []
 
     public init(model: RoutedMoEModel, embedder: SentenceEmbedder, pool: ReferencePool, taskWeights: TaskWeights?,
                 options: RunnerOptions, defaultAlpha: Float = MixingDefaults.alpha,
@@ -224,13 +248,19 @@ public final class C3PORunner {
         criticalLayers = MixingDefaults.criticalLayers(routedLayers: model.routedLayers, count: options.criticalLayerCount)
     }
 
-    /// Runs `questions` (after `limit`); `onResult` gets each result and its override
-    /// (nil for the base method or a skip) as soon as it is known.
+    /// Runs `questions` (after `limit`); `onResult` gets each result and its override (nil
+    /// for the base method or a skip) as soon as it is known, `onWarning` each warning (they
+    /// are also in `warnings`).
     @discardableResult
-    public func run(_ questions: [MCQuestion], onResult: (SampleResult, RoutingOverride?) throws -> Void = { _, _ in }) throws -> [SampleResult] {
+    public func run(_ questions: [MCQuestion], onResult: (SampleResult, RoutingOverride?) throws -> Void = { _, _ in },
+                    onWarning: (String) -> Void = { _ in }) throws -> [SampleResult] {
+        warnings = []
+        func warn(_ text: String) { warnings.append(text); onWarning(text) }
         let qs = options.limit.map { Array(questions.prefix($0)) } ?? questions
         guard !qs.isEmpty else { return [] }
         let needsNeighbours = options.method != .none && options.method != .oracle
+        if let w = Self.promptEndWarning(qs) { warn(w) }
+        if needsNeighbours, let w = absentTaskWarning(qs) { warn(w) }
         var hits: [[ReferencePool.Hit]] = Array(repeating: [], count: qs.count)
         var overlaps: [Set<Int>] = Array(repeating: [], count: qs.count)
         var embedShare = 0.0, searchShare = 0.0
@@ -247,6 +277,7 @@ public final class C3PORunner {
                 }
             }
             hits = h
+            if options.neighborDraw == .similar, let w = Self.similarityWarning(hits, floor: options.similarityFloor) { warn(w) }
             if options.method == .mode {
                 // rows too similar to the question are left out of the mean-shift as well
                 let all = pool.search(emb, k: pool.count, maxSimilarity: 2, successfulOnly: false)
@@ -292,13 +323,71 @@ public final class C3PORunner {
             r.c3poAnswer = q.labels[answer]
             r.c3poCorrect = answer == q.answerIndex
             r.alpha = alpha; r.bandwidth = bandwidth
+            r.question = q.question
+            r.recordRouting(base: state.routerProbs, override: override, criticalLayers: criticalLayers,
+                            coreExperts: [.kernel, .mode, .task].contains(options.method) ? min(options.coreExperts, model.expertCount) : nil)
             r.secondsBase = tBase
             r.secondsC3PO = tBase + (needsNeighbours ? embedShare + searchShare : 0) + tMix
             try onResult(r, override)
             results.append(r)
             progress.update(i + 1)
         }
+        let skipped = results.filter { $0.skipped != nil }
+        if let first = skipped.first {
+            warn("\(skipped.count) of \(results.count) questions skipped, not scored (first: '\(first.id)': \(first.skipped ?? ""))")
+        }
         return results
+    }
+
+    // MARK: off-target warnings
+
+    /// Questions of tasks the index holds no successful reference of: their neighbours
+    /// come from other tasks.
+    func absentTaskWarning(_ qs: [MCQuestion]) -> String? {
+        let held = Set(pool.references.filter(\.correct).map(\.task))
+        let absent = qs.filter { !held.contains($0.task) }
+        guard !absent.isEmpty else { return nil }
+        let counts = Dictionary(grouping: absent, by: \.task).map { ($0.key, $0.value.count) }.sorted { $0.0 < $1.0 }
+        let named = counts.prefix(5).map { "'\($0.0)' (\($0.1))" }.joined(separator: ", ") + (counts.count > 5 ? ", ..." : "")
+        let heldNames = held.sorted()
+        let heldList = heldNames.prefix(8).joined(separator: ", ") + (heldNames.count > 8 ? ", ... (\(heldNames.count) tasks)" : "")
+        return "\(absent.count) of \(qs.count) questions are of tasks the index holds no references of: \(named); "
+            + "their neighbours come from other tasks (the index holds \(heldList.isEmpty ? "none" : heldList))"
+    }
+
+    /// Questions whose neighbours are all below `floor`: re-mixed toward unrelated references.
+    static func similarityWarning(_ hits: [[ReferencePool.Hit]], floor: Float) -> String? {
+        let best = hits.map { $0.map(\.similarity).max() ?? -1 }
+        let low = best.filter { $0 < floor }.sorted()
+        guard !low.isEmpty else { return nil }
+        let shown = low.filter { $0 > -1 }
+        // Two decimals, rounded down, so that "highest" never reads as the floor itself.
+        func down(_ x: Float) -> String { String(format: "%.2f", (x * 100).rounded(.down) / 100) }
+        let spread = shown.isEmpty ? "" : " (their best: median \(down(shown[shown.count / 2])), highest \(down(shown[shown.count - 1])))"
+        let pct = 100 * Double(low.count) / Double(hits.count)
+        return String(format: "%d of %d questions (%.0f%%) have no neighbour with similarity %.2f or more", low.count, hits.count, pct, floor)
+            + spread + ": they are re-mixed toward unrelated references"
+    }
+
+    /// Prompts that do not end where the label is read: the label (" A", with its space)
+    /// is scored at the last prompt position, so the prompt must end with the answer cue
+    /// ("...\nAnswer:"), not with whitespace or with its last option.
+    static func promptEndWarning(_ qs: [MCQuestion]) -> String? {
+        func problem(_ q: MCQuestion) -> String? {
+            if let last = q.prompt.unicodeScalars.last, CharacterSet.whitespacesAndNewlines.contains(last) {
+                return "ends with whitespace \(String(q.prompt.suffix(12)).debugDescription)"
+            }
+            let lastLine = q.prompt.split(separator: "\n", omittingEmptySubsequences: false).last.map(String.init) ?? ""
+            let trimmed = lastLine.drop { $0 == " " || $0 == "\t" }
+            if let label = q.labels.first(where: { trimmed.hasPrefix($0 + ".") || trimmed.hasPrefix($0 + ")") }), !label.isEmpty {
+                return "ends with its option \(String(lastLine.prefix(24)).debugDescription), with no answer cue such as 'Answer:'"
+            }
+            return nil
+        }
+        let bad = qs.compactMap { q in problem(q).map { (q.id, $0) } }
+        guard let first = bad.first else { return nil }
+        return "\(bad.count) of \(qs.count) prompts do not end where the label is read (first: '\(first.0)' \(first.1)); "
+            + "the label, with its leading space, is scored right after the prompt's last character"
     }
 
     // MARK: per-sample re-mixing

@@ -40,6 +40,10 @@ public enum IndexCompatibility {
             guard built == given else {
                 throw IndexCompatibilityError.otherModel(manifestURL, "the index was built for the \(built) family; the model is \(given)")
             }
+            if let built = m.tokenizerSHA256, let given = model.tokenizerSHA256, built != given {
+                throw IndexCompatibilityError.otherModel(manifestURL,
+                    "the index was built with another tokenizer.json (sha256 \(built.prefix(12))…; the model's is \(given.prefix(12))…): refusing to mix pathways recorded on other tokens")
+            }
             let all = Array(0..<model.layers)
             guard (m.routedLayers ?? all) == (model.routedLayers ?? all) else {
                 throw IndexCompatibilityError.otherModel(manifestURL,

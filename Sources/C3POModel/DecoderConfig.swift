@@ -143,7 +143,9 @@ struct DecoderConfig: Decodable, Sendable {
                                        attention: try attention(&r, p, bias: bias, qkNorm: spec.qkNorm), ffn: try ffn(&r, l, p)))
         }
         try r.finish("\(what) (\(numHiddenLayers) layers, \(spec.experts) experts)")
-        return MoEDecoderModel(spec: spec, identity: identity(directory: src.directory, sha: src.configSHA256, experts: spec.experts, topK: spec.topK),
+        var id = identity(directory: src.directory, sha: src.configSHA256, experts: spec.experts, topK: spec.topK)
+        id.tokenizerSHA256 = src.tokenizerSHA256
+        return MoEDecoderModel(spec: spec, identity: id,
                                tokenizer: src.tokenizer, checkpoint: r.checkpoint, layers: layers, embedding: embedding, lmHead: head, finalNorm: norm)
     }
 }
@@ -154,6 +156,7 @@ struct ModelSource {
     let configURL: URL
     let configData: Data
     let configSHA256: String
+    let tokenizerSHA256: String
     let tokenizer: any TextTokenizer
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try ModelLoader.decode(type, configData, configURL) }

@@ -23,8 +23,10 @@ public enum ModelLoader {
         let tokenizerURL = directory.appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: tokenizerURL.path) else { throw FileError.missing(directory, "tokenizer.json") }
         let tokenizer = try TokenizerLoader.load(tokenizerURL)
+        var tokenizerHasher = SHA256Hasher()
+        tokenizerHasher.update(try Data(contentsOf: tokenizerURL))
         return try family.load(ModelSource(directory: directory, configURL: configURL, configData: data,
-                                           configSHA256: hasher.finalize(), tokenizer: tokenizer))
+                                           configSHA256: hasher.finalize(), tokenizerSHA256: tokenizerHasher.finalize(), tokenizer: tokenizer))
     }
 
     /// Decodes a config, turning DecodingError into an error naming the field.

@@ -1,3 +1,4 @@
 import C3POCommands
 
-IndexCommand.main()
+// ToolEntry.main: ParsableCommand.main, except that a mistyped option is named as such.
+ToolEntry.main(IndexCommand.self)

@@ -82,5 +82,14 @@ final class FamilyEndToEndTests: XCTestCase {
         let m = try buildAndApply("mixtral")
         XCTAssertEqual((m["model"] as? [String: Any])?["family"] as? String, "mixtral")
         XCTAssertNil((m["model"] as? [String: Any])?["routed_layers"], "every layer routed: nothing to list")
+        XCTAssertEqual(((m["model"] as? [String: Any])?["tokenizer_sha256"] as? String)?.count, 64)
+        // The same checkpoint with another tokenizer.json (here: one more line break) is refused.
+        let copy = dir.appendingPathComponent("mixtral-copy")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Self.model("mixtral")), to: copy)
+        let tok = copy.appendingPathComponent("tokenizer.json")
+        try (try Data(contentsOf: tok) + Data("\n".utf8)).write(to: tok)
+        let r = try Binaries.run("c3po-apply", ["--index", path("idx-mixtral"), "--model", copy.path, "--test", path("test.jsonl"), "--quiet"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("another tokenizer.json"), r.stderr)
     }
 }

@@ -1,0 +1,139 @@
+import ArgumentParser
+import C3POCore
+import C3POIndex
+import Foundation
+
+/// A mistake in what the user gave, said in their terms (the path as typed).
+public struct UsageError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Paths checked before the loaders see them, so that a missing folder is reported as
+/// the folder the user named, not as the first file a loader looks for inside it.
+enum InputPaths {
+    /// `path` must be an existing folder; `what` names it ("index folder"), `hint` says how to get one.
+    static func folder(_ path: String, _ what: String, hint: String? = nil) throws -> URL {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw UsageError("\(path): no such \(what)" + (hint.map { " (\($0))" } ?? ""))
+        }
+        guard isDirectory.boolValue else { throw UsageError("\(path): not a folder (expected the \(what))") }
+        return URL(fileURLWithPath: path)
+    }
+
+    static func index(_ path: String) throws -> URL {
+        try folder(path, "index folder", hint: "build one with: c3po-index build ... --out \(path)")
+    }
+
+    static func model(_ path: String) throws -> URL {
+        try folder(path, "model folder", hint: "a Hugging Face checkpoint folder: config.json, tokenizer.json, *.safetensors")
+    }
+
+    /// `path` must be an existing file (`-` is not accepted here).
+    static func file(_ path: String, _ what: String) throws -> URL {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw UsageError("\(path): no such \(what)")
+        }
+        guard !isDirectory.boolValue else { throw UsageError("\(path): a folder, expected the \(what)") }
+        return URL(fileURLWithPath: path)
+    }
+}
+
+/// Warnings of one command: each goes to stderr as `warning: ...` when it is found and is
+/// kept for the `--json` output's `warnings` list.
+final class WarningLog {
+    private(set) var all: [String] = []
+    func add(_ text: String) {
+        all.append(text)
+        StandardError.warning(text)
+    }
+}
+
+/// What both tools' `main` do beyond `ParsableCommand.main()`.
+public enum ToolEntry {
+    /// Parses and runs `Root` like `ParsableCommand.main`, except that a mistyped option
+    /// is named as such. ArgumentParser reports a missing required option before an
+    /// unknown one, so `--indx DIR` would read "Missing expected argument '--index'".
+    public static func main<Root: ParsableCommand>(_ root: Root.Type, arguments: [String]? = nil) -> Never {
+        let args = arguments ?? Array(CommandLine.arguments.dropFirst())
+        do {
+            var command = try Root.parseAsRoot(args)
+            try command.run()
+            Root.exit()
+        } catch {
+            let message = Root.fullMessage(for: error)
+            if Root.message(for: error).hasPrefix("Missing expected argument"), let hint = typoHint(root, args) {
+                // Keep ArgumentParser's usage lines, replace its first lines with the real mistake.
+                let usage = message.components(separatedBy: "\n").drop { !$0.hasPrefix("Usage:") }.joined(separator: "\n")
+                StandardError.write("Error: \(hint)\n" + (usage.isEmpty ? "" : usage + "\n"))
+                Root.exit(withError: ExitCode(Root.exitCode(for: error).rawValue))
+            }
+            Root.exit(withError: error)
+        }
+    }
+
+    /// "Unknown option '--indx'. Did you mean '--index'?" for the first `--name` in `args`
+    /// that the addressed command does not define.
+    static func typoHint<Root: ParsableCommand>(_ root: Root.Type, _ args: [String]) -> String? {
+        let known = Set(optionNames(root, args))
+        guard !known.isEmpty else { return nil }
+        for a in args {
+            if a == "--" { break }
+            guard a.hasPrefix("--") else { continue }
+            let name = String(a.split(separator: "=", maxSplits: 1)[0])
+            guard !known.contains(name) else { continue }
+            var best: (name: String, distance: Int)?
+            for candidate in known.sorted() {
+                let d = editDistance(name, candidate)
+                if d <= 2, d < (best?.distance ?? Int.max) { best = (candidate, d) }
+            }
+            guard let best else { return "Unknown option '\(name)'." }
+            return "Unknown option '\(name)'. Did you mean '\(best.name)'?"
+        }
+        return nil
+    }
+
+    /// The long option names of the subcommand `args` address (by name, else the default
+    /// subcommand, else the root), read from its help text.
+    static func optionNames<Root: ParsableCommand>(_ root: Root.Type, _ args: [String]) -> [String] {
+        var command: ParsableCommand.Type = root
+        var stack: [ParsableCommand.Type] = []
+        var rest = args[...]
+        while true {
+            let subs = command.configuration.subcommands
+            if let first = rest.first, let sub = subs.first(where: { $0.configuration.commandName == first }) {
+                stack.append(sub); command = sub; rest = rest.dropFirst(); continue
+            }
+            if let d = command.configuration.defaultSubcommand { stack.append(d); command = d; continue }
+            break
+        }
+        let help = stack.isEmpty ? root.helpMessage(columns: 10_000) : root.helpMessage(for: command, columns: 10_000)
+        var names: [String] = []
+        var scanner = help[...]
+        while let r = scanner.range(of: "--") {
+            let tail = scanner[r.upperBound...]
+            let name = tail.prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+            if !name.isEmpty, name.first?.isLetter == true { names.append("--" + name) }
+            scanner = tail[name.endIndex...]
+        }
+        return names
+    }
+
+    /// Levenshtein distance (insertions, deletions, substitutions).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a), y = Array(b)
+        var row = Array(0...y.count)  // distances from x[..<i] to each prefix of y
+        for i in x.indices {
+            var diagonal = row[0]
+            row[0] = i + 1
+            for j in y.indices {
+                let above = row[j + 1]
+                row[j + 1] = min(above + 1, row[j] + 1, diagonal + (x[i] == y[j] ? 0 : 1))
+                diagonal = above
+            }
+        }
+        return row[y.count]
+    }
+}
