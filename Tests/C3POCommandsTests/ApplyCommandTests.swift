@@ -16,20 +16,9 @@ final class ApplyCommandTests: XCTestCase {
     var dir: URL { Self.shared ?? URL(fileURLWithPath: "/nonexistent") }
 
     override func setUpWithError() throws {
-        guard FileManager.default.fileExists(atPath: C3POPaths.defaultEmbedder.path) else {
-            throw XCTSkip("default embedder not installed at \(C3POPaths.defaultEmbedder.path)")
-        }
+        try PIQAWorkspace.requireEmbedder()
         if Self.shared != nil { return }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-apply-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let lines = try String(contentsOf: Self.root.appendingPathComponent("Datasets/piqa_validation.jsonl"), encoding: .utf8)
-            .split(separator: "\n")
-        try (lines[0..<40].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("bench.jsonl"), atomically: true, encoding: .utf8)
-        try (lines[40..<52].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("test.jsonl"), atomically: true, encoding: .utf8)
-        let b = try Binaries.run("c3po-index", ["build", "--model", Self.model, "--benchmark", dir.appendingPathComponent("bench.jsonl").path,
-                                                "--out", dir.appendingPathComponent("idx").path, "--quiet"])
-        XCTAssertEqual(b.status, 0, b.stderr)
-        Self.shared = dir
+        Self.shared = try PIQAWorkspace.make("c3po-apply", bench: 0..<40, test: 40..<52, indexModel: Self.model)
     }
 
     override class func tearDown() { if let d = shared { try? FileManager.default.removeItem(at: d) }; shared = nil }

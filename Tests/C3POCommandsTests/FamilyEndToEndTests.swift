@@ -12,15 +12,8 @@ final class FamilyEndToEndTests: XCTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {
-        guard FileManager.default.fileExists(atPath: C3POPaths.defaultEmbedder.path) else {
-            throw XCTSkip("default embedder not installed at \(C3POPaths.defaultEmbedder.path)")
-        }
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-family-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let lines = try String(contentsOf: Self.root.appendingPathComponent("Datasets/piqa_validation.jsonl"), encoding: .utf8)
-            .split(separator: "\n")
-        try (lines[0..<30].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("bench.jsonl"), atomically: true, encoding: .utf8)
-        try (lines[30..<40].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("test.jsonl"), atomically: true, encoding: .utf8)
+        try PIQAWorkspace.requireEmbedder()
+        dir = try PIQAWorkspace.make("c3po-family", bench: 0..<30, test: 30..<40)
     }
 
     override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }

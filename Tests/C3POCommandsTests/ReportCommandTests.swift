@@ -14,18 +14,9 @@ final class ReportCommandTests: XCTestCase {
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     override func setUpWithError() throws {
-        guard FileManager.default.fileExists(atPath: C3POPaths.defaultEmbedder.path) else {
-            throw XCTSkip("default embedder not installed at \(C3POPaths.defaultEmbedder.path)")
-        }
+        try PIQAWorkspace.requireEmbedder()
         if Self.shared != nil { return }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-report-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let lines = try String(contentsOf: Self.root.appendingPathComponent("Datasets/piqa_validation.jsonl"), encoding: .utf8).split(separator: "\n")
-        try (lines[0..<40].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("bench.jsonl"), atomically: true, encoding: .utf8)
-        try (lines[40..<56].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("test.jsonl"), atomically: true, encoding: .utf8)
-        let b = try Binaries.run("c3po-index", ["build", "--model", Self.model, "--benchmark", dir.appendingPathComponent("bench.jsonl").path,
-                                                "--out", dir.appendingPathComponent("idx").path, "--quiet"])
-        XCTAssertEqual(b.status, 0, b.stderr)
+        let dir = try PIQAWorkspace.make("c3po-report-cli", bench: 0..<40, test: 40..<56, indexModel: Self.model)
         for method in ["kernel", "oracle"] {
             var args = ["--index", dir.appendingPathComponent("idx").path, "--model", Self.model, "--test", dir.appendingPathComponent("test.jsonl").path,
                         "--method", method, "--out", dir.appendingPathComponent("\(method).jsonl").path, "--json", "--quiet"]

@@ -16,22 +16,10 @@ final class RunWarningsTests: XCTestCase {
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     override func setUpWithError() throws {
-        guard FileManager.default.fileExists(atPath: C3POPaths.defaultEmbedder.path) else {
-            throw XCTSkip("default embedder not installed at \(C3POPaths.defaultEmbedder.path)")
-        }
+        try PIQAWorkspace.requireEmbedder()
         if Self.shared != nil { return }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-warnings-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let lines = try String(contentsOf: Self.root.appendingPathComponent("Datasets/piqa_validation.jsonl"), encoding: .utf8)
-            .split(separator: "\n").map(String.init)
         // short prompts only: the checkpoint has 256 positions
-        let short = lines.filter { $0.utf8.count < 600 }
-        try (short[0..<24].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("bench.jsonl"), atomically: true, encoding: .utf8)
-        try (short[24..<30].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("test.jsonl"), atomically: true, encoding: .utf8)
-        let b = try Binaries.run("c3po-index", ["build", "--model", Self.model, "--benchmark", dir.appendingPathComponent("bench.jsonl").path,
-                                                "--out", dir.appendingPathComponent("idx").path, "--quiet"])
-        XCTAssertEqual(b.status, 0, b.stderr)
-        Self.shared = dir
+        Self.shared = try PIQAWorkspace.make("c3po-warnings", bench: 0..<24, test: 24..<30, keep: { $0.utf8.count < 600 }, indexModel: Self.model)
     }
 
     override class func tearDown() { if let d = shared { try? FileManager.default.removeItem(at: d) }; shared = nil }
