@@ -55,13 +55,16 @@ struct DecoderConfig: Decodable, Sendable {
     var theta: Double { ropeParameters?.ropeTheta ?? ropeTheta ?? 10000 }
     var maxContext: Int { maxPositionEmbeddings ?? 4096 }
 
-    /// Checks the shared fields; `defaultEps` is the family's `rms_norm_eps` default.
+    /// Refuses the first of `fields` (name, value) that is not positive, by name.
+    static func requirePositive(_ url: URL, _ fields: [(String, Int)]) throws {
+        if let (f, v) = fields.first(where: { $0.1 <= 0 }) { throw ModelError.config(url, field: f, "must be positive, got \(v)") }
+    }
+
+    /// Checks the shared fields once, naming the field at fault.
     func validate(_ url: URL) throws {
         func bad(_ f: String, _ why: String) -> ModelError { .config(url, field: f, why) }
-        for (f, v) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
-                       ("num_attention_heads", numAttentionHeads)] where v <= 0 {
-            throw bad(f, "must be positive, got \(v)")
-        }
+        try Self.requirePositive(url, [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
+                                       ("num_attention_heads", numAttentionHeads)])
         if let h = headDim, h <= 0 { throw bad("head_dim", "must be positive, got \(h)") }
         if headDim == nil, hiddenSize % numAttentionHeads != 0 {
             throw bad("num_attention_heads", "\(numAttentionHeads) does not divide hidden_size \(hiddenSize)")

@@ -237,10 +237,11 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
                 Kernels.linear(x, rows: t, weight: a.q, into: qb, pool: pool) // [t, heads·d]
                 Kernels.linear(x, rows: t, weight: a.k, into: kb, pool: pool) // [t, kvHeads·d]
                 Kernels.linear(x, rows: t, weight: a.v, into: vb, pool: pool) // [t, kvHeads·d]
-                for (bias, p, width) in [(a.qBias, qb, s.qDim), (a.kBias, kb, s.kvDim), (a.vBias, vb, s.kvDim)] {
-                    guard let bias else { continue }
+                func addBias(_ bias: [Float]?, _ p: UnsafeMutablePointer<Float>, _ width: Int) {
+                    guard let bias else { return }
                     for r in 0..<t { for i in 0..<width { p[r * width + i] += bias[i] } }
                 }
+                addBias(a.qBias, qb, s.qDim); addBias(a.kBias, kb, s.kvDim); addBias(a.vBias, vb, s.kvDim)
                 switch s.qkNorm {
                 case .none: break
                 case .fullWidth:

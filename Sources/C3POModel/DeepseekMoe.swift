@@ -42,9 +42,7 @@ enum DeepseekMoe: ModelFamily {
         func bad(_ field: String, _ why: String) -> ModelError { .config(url, field: field, why) }
         try c.validate(url)
         try DecoderConfig.validateExperts(url, experts: f.nRoutedExperts, expertsField: "n_routed_experts", topK: f.numExpertsPerTok)
-        for (field, v) in [("intermediate_size", f.intermediateSize), ("moe_intermediate_size", f.moeIntermediateSize)] where v <= 0 {
-            throw bad(field, "must be positive, got \(v)")
-        }
+        try DecoderConfig.requirePositive(url, [("intermediate_size", f.intermediateSize), ("moe_intermediate_size", f.moeIntermediateSize)])
         if let s = f.nSharedExperts, s < 0 { throw bad("n_shared_experts", "must not be negative, got \(s)") }
         if let k = f.firstKDenseReplace, k < 0 { throw bad("first_k_dense_replace", "must not be negative, got \(k)") }
         if let m = f.moeLayerFreq, m <= 0 { throw bad("moe_layer_freq", "must be positive, got \(m)") }

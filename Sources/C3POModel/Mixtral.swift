@@ -27,7 +27,7 @@ enum Mixtral: ModelFamily {
         let c = try src.decode(DecoderConfig.self), f = try src.decode(Config.self), url = src.configURL
         try c.validate(url)
         try DecoderConfig.validateExperts(url, experts: f.numLocalExperts, expertsField: "num_local_experts", topK: f.numExpertsPerTok)
-        guard f.intermediateSize > 0 else { throw ModelError.config(url, field: "intermediate_size", "must be positive, got \(f.intermediateSize)") }
+        try DecoderConfig.requirePositive(url, [("intermediate_size", f.intermediateSize)])
         if let w = f.slidingWindow, w <= 0 { throw ModelError.config(url, field: "sliding_window", "must be positive or null, got \(w)") }
         if c.attentionBias == true { throw ModelError.config(url, field: "attention_bias", "true is not supported") }
 

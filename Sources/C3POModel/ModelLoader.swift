@@ -22,9 +22,11 @@ public enum ModelLoader {
         hasher.update(data)
         let tokenizerURL = directory.appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: tokenizerURL.path) else { throw FileError.missing(directory, "tokenizer.json") }
-        let tokenizer = try TokenizerLoader.load(tokenizerURL)
+        // One read of tokenizer.json: the bytes parsed are the bytes hashed into the identity.
+        let tokenizerData = try Data(contentsOf: tokenizerURL)
+        let tokenizer = try TokenizerLoader.load(tokenizerData, url: tokenizerURL)
         var tokenizerHasher = SHA256Hasher()
-        tokenizerHasher.update(try Data(contentsOf: tokenizerURL))
+        tokenizerHasher.update(tokenizerData)
         return try family.load(ModelSource(directory: directory, configURL: configURL, configData: data,
                                            configSHA256: hasher.finalize(), tokenizerSHA256: tokenizerHasher.finalize(), tokenizer: tokenizer))
     }

@@ -27,7 +27,7 @@ enum Olmoe: ModelFamily {
         let c = try src.decode(DecoderConfig.self), f = try src.decode(Config.self), url = src.configURL
         try c.validate(url)
         try DecoderConfig.validateExperts(url, experts: f.numExperts, expertsField: "num_experts", topK: f.numExpertsPerTok)
-        guard f.intermediateSize > 0 else { throw ModelError.config(url, field: "intermediate_size", "must be positive, got \(f.intermediateSize)") }
+        try DecoderConfig.requirePositive(url, [("intermediate_size", f.intermediateSize)])
         // OLMoE's q_norm spans hidden_size and k_norm (hidden/heads)·kv_heads: head_dim must be hidden/heads.
         if let h = c.headDim, h != c.hiddenSize / c.numAttentionHeads {
             throw ModelError.config(url, field: "head_dim", "\(h) differs from hidden_size / num_attention_heads")

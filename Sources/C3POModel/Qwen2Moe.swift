@@ -52,10 +52,8 @@ enum Qwen2Moe: ModelFamily {
         let c = try src.decode(DecoderConfig.self), f = try src.decode(Config.self), url = src.configURL
         try c.validate(url)
         try DecoderConfig.validateExperts(url, experts: f.numExperts, expertsField: "num_experts", topK: f.numExpertsPerTok)
-        for (field, v) in [("intermediate_size", f.intermediateSize), ("moe_intermediate_size", f.moeIntermediateSize),
-                           ("shared_expert_intermediate_size", f.sharedExpertIntermediateSize)] where v <= 0 {
-            throw ModelError.config(url, field: field, "must be positive, got \(v)")
-        }
+        try DecoderConfig.requirePositive(url, [("intermediate_size", f.intermediateSize), ("moe_intermediate_size", f.moeIntermediateSize),
+                                                ("shared_expert_intermediate_size", f.sharedExpertIntermediateSize)])
         try checkSparseFields(url, step: f.decoderSparseStep, mlpOnly: f.mlpOnlyLayers, layers: c.numHiddenLayers, slidingWindow: f.useSlidingWindow)
 
         let spec = c.spec(family: modelType, qkNorm: .none, clipQKV: nil, experts: f.numExperts, topK: f.numExpertsPerTok,

@@ -41,9 +41,7 @@ enum Qwen3Moe: ModelFamily {
         try c.validate(url)
         guard f.numExpertsKey != nil || f.numLocalExperts != nil else { throw ModelError.config(url, field: "num_experts", "missing") }
         try DecoderConfig.validateExperts(url, experts: f.numExperts, expertsField: "num_experts", topK: f.numExpertsPerTok)
-        for (field, v) in [("intermediate_size", f.intermediateSize), ("moe_intermediate_size", f.moeIntermediateSize)] where v <= 0 {
-            throw ModelError.config(url, field: field, "must be positive, got \(v)")
-        }
+        try DecoderConfig.requirePositive(url, [("intermediate_size", f.intermediateSize), ("moe_intermediate_size", f.moeIntermediateSize)])
         try Qwen2Moe.checkSparseFields(url, step: f.decoderSparseStep, mlpOnly: f.mlpOnlyLayers, layers: c.numHiddenLayers, slidingWindow: f.useSlidingWindow)
 
         let spec = c.spec(family: modelType, qkNorm: .perHead, clipQKV: nil, experts: f.numExperts, topK: f.numExpertsPerTok,

@@ -33,7 +33,14 @@ extension SentencePieceBPETokenizer: TextTokenizer, TokenDecoding {
 /// `SentencePieceBPETokenizer`. Each refuses, by JSON path and value, what it does not run.
 public enum TokenizerLoader {
     public static func load(_ url: URL) throws -> any TextTokenizer {
-        let root = try TokenizerJSON.read(url)
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw TokenizerError.malformed(url, "cannot read: \(error.localizedDescription)") }
+        return try load(data, url: url)
+    }
+
+    /// The tokenizer of `data`, the bytes of the tokenizer.json at `url` (named in errors).
+    public static func load(_ data: Data, url: URL) throws -> any TextTokenizer {
+        let root = try TokenizerJSON.parse(data, url: url)
         let model = root["model"] as? [String: Any] ?? [:]
         let type = model["type"] as? String ?? "BPE"
         guard type == "BPE" else { throw TokenizerError.unsupported(url, "model.type '\(type)' is not supported (supported: BPE)") }
@@ -101,6 +108,10 @@ enum TokenizerJSON {
     static func read(_ url: URL) throws -> [String: Any] {
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw TokenizerError.malformed(url, "cannot read: \(error.localizedDescription)") }
+        return try parse(data, url: url)
+    }
+
+    static func parse(_ data: Data, url: URL) throws -> [String: Any] {
         guard var root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw TokenizerError.malformed(url, "not a JSON object")
         }

@@ -7,7 +7,7 @@ import XCTest
 /// 8 experts, top-2) and the first PIQA validation questions (labels A/B are single
 /// tokens in its tokenizer). Needs the default embedder (C3POPaths.defaultEmbedder).
 final class ApplyCommandTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = PIQAWorkspace.root
     static let model = root.appendingPathComponent("Tests/Fixtures/moe/olmoe-f32").path
     static let otherModel = root.appendingPathComponent("Tests/Fixtures/moe/gqa-f32").path
 

@@ -6,7 +6,7 @@ import XCTest
 /// Qwen2-MoE (sharded, released layout, one dense layer) and Mixtral checkpoints of
 /// Tests/Fixtures/families, over the first PIQA validation questions.
 final class FamilyEndToEndTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = PIQAWorkspace.root
     static func model(_ name: String) -> String { root.appendingPathComponent("Tests/Fixtures/families/\(name)").path }
 
     var dir: URL!

@@ -6,7 +6,7 @@ import XCTest
 /// engine's tiny committed checkpoint (2 layers × 8 experts) and the first PIQA questions, as
 /// in ApplyCommandTests: the rows carry what the page needs, and the page agrees with `--json`.
 final class ReportCommandTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = PIQAWorkspace.root
     static let model = root.appendingPathComponent("Tests/Fixtures/moe/olmoe-f32").path
 
     nonisolated(unsafe) static var shared: URL?

@@ -8,7 +8,7 @@ import XCTest
 /// Index/README.md shows what the code writes. On the tiny OLMoE checkpoint of
 /// Tests/Fixtures/moe/olmoe-f32 and PIQA questions (labels A/B are single tokens there).
 final class RunWarningsTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = PIQAWorkspace.root
     static let model = root.appendingPathComponent("Tests/Fixtures/moe/olmoe-f32").path
 
     nonisolated(unsafe) static var shared: URL?
