@@ -22,6 +22,8 @@ let package = Package(
         // MARK: native dependencies
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
+        // Our own matrix-product kernels (C with intrinsics, paths chosen at run time by cpuid).
+        .target(name: "CKernels", path: "Sources/CKernels"),
         .target(
             name: "CFaissShim",
             path: "Sources/CFaissShim",
@@ -30,7 +32,7 @@ let package = Package(
         ),
 
         // MARK: the toolkit, one module per concern
-        .target(name: "C3POCore", dependencies: ["CBLAS"]),
+        .target(name: "C3POCore", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "C3POEmbedding", dependencies: ["C3POCore", "CBLAS"]),
         .target(name: "C3POModel", dependencies: ["C3POCore", "CBLAS"]),
         .target(name: "C3POIndex", dependencies: ["C3POCore", "C3POEmbedding", "CFaissShim", "CArchive"]),
@@ -49,7 +51,7 @@ let package = Package(
         .executableTarget(name: "c3po-apply", dependencies: ["C3POCommands"]),
 
         // MARK: tests
-        .testTarget(name: "C3POCoreTests", dependencies: ["C3POCore", "CBLAS"]),
+        .testTarget(name: "C3POCoreTests", dependencies: ["C3POCore", "CBLAS", "CKernels"]),
         .testTarget(name: "C3POIndexTests", dependencies: ["C3POIndex", "C3POCore", "C3POEmbedding", "CArchive"]),
         .testTarget(name: "C3POEmbeddingTests", dependencies: ["C3POEmbedding", "C3POCore"]),
         .testTarget(name: "C3POModelTests", dependencies: ["C3POModel", "C3POCore"]),

@@ -212,7 +212,7 @@ public final class BertModel: @unchecked Sendable {
                 // qkv [tokens, 3·hidden] = x [tokens, hidden] · Wqkvᵀ [hidden, 3·hidden] + b
                 layer.qkvWeight.withUnsafeBufferPointer { w in
                     layer.qkvBias.withUnsafeBufferPointer { b in
-                        BLAS.linear(xp, rows: total, inFeatures: h, weight: w.baseAddress!, outFeatures: 3 * h, bias: b.baseAddress!, into: qp)
+                        MatMul.linear(xp, rows: total, inFeatures: h, weight: UnsafeRawPointer(w.baseAddress!), dtype: .f32, outFeatures: 3 * h, bias: b.baseAddress!, into: qp, threads: threads)
                     }
                 }
                 // Attention per sequence (its own tokens only: the padding mask), all heads.
@@ -221,36 +221,39 @@ public final class BertModel: @unchecked Sendable {
                     let n = sequences[si].count
                     guard n > 0 else { return }
                     let base = qIn + starts[si] * 3 * h
-                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n) // [n, n]
+                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n + d * n) // [n, n]
                     defer { scores.deallocate() }
+                    let vt = scores + n * n // [d, n]: the head's values, transposed
                     for head in 0..<heads {
                         let q = base + head * d, k = base + h + head * d, v = base + 2 * h + head * d
                         // scores [n, n] = scale · Q [n, d] · Kᵀ [d, n]
-                        BLAS.sgemm(transB: true, m: n, n: n, k: d, alpha: scale, a: q, lda: 3 * h, b: k, ldb: 3 * h, c: scores, ldc: n)
+                        MatMul.linear(q, ldx: 3 * h, weight: UnsafeRawPointer(k), dtype: .f32, ldw: 3 * h, into: scores, ldy: n, m: n, n: n, k: d)
+                        for i in 0..<(n * n) { scores[i] *= scale }
                         Self.softmaxRows(scores, rows: n, width: n)
                         // ctx[:, head] [n, d] = P [n, n] · V [n, d]
-                        BLAS.sgemm(m: n, n: d, k: n, a: scores, lda: n, b: v, ldb: 3 * h,
-                                   c: cp + starts[si] * h + head * d, ldc: h)
+                        for j in 0..<n { for c in 0..<d { vt[c * n + j] = v[j * 3 * h + c] } }
+                        MatMul.linear(scores, ldx: n, weight: UnsafeRawPointer(vt), dtype: .f32, ldw: n,
+                                      into: cp + starts[si] * h + head * d, ldy: h, m: n, n: d, k: n)
                     }
                 }
                 // tmp [tokens, hidden] = ctx · Woᵀ + b; x = LayerNorm(x + tmp)
                 layer.outWeight.withUnsafeBufferPointer { w in
                     layer.outBias.withUnsafeBufferPointer { b in
-                        BLAS.linear(cp, rows: total, inFeatures: h, weight: w.baseAddress!, outFeatures: h, bias: b.baseAddress!, into: tp)
+                        MatMul.linear(cp, rows: total, inFeatures: h, weight: UnsafeRawPointer(w.baseAddress!), dtype: .f32, outFeatures: h, bias: b.baseAddress!, into: tp, threads: threads)
                     }
                 }
                 Self.addLayerNorm(xp, tp, rows: total, width: h, weight: layer.attnNormWeight, bias: layer.attnNormBias, eps: eps, threads: threads)
                 // up [tokens, intermediate] = GELU(x · W1ᵀ + b1)
                 layer.upWeight.withUnsafeBufferPointer { w in
                     layer.upBias.withUnsafeBufferPointer { b in
-                        BLAS.linear(xp, rows: total, inFeatures: h, weight: w.baseAddress!, outFeatures: inter, bias: b.baseAddress!, into: upp)
+                        MatMul.linear(xp, rows: total, inFeatures: h, weight: UnsafeRawPointer(w.baseAddress!), dtype: .f32, outFeatures: inter, bias: b.baseAddress!, into: upp, threads: threads)
                     }
                 }
                 Self.gelu(upp, count: total * inter, threads: threads)
                 // tmp [tokens, hidden] = up · W2ᵀ + b2; x = LayerNorm(x + tmp)
                 layer.downWeight.withUnsafeBufferPointer { w in
                     layer.downBias.withUnsafeBufferPointer { b in
-                        BLAS.linear(upp, rows: total, inFeatures: inter, weight: w.baseAddress!, outFeatures: h, bias: b.baseAddress!, into: tp)
+                        MatMul.linear(upp, rows: total, inFeatures: inter, weight: UnsafeRawPointer(w.baseAddress!), dtype: .f32, outFeatures: h, bias: b.baseAddress!, into: tp, threads: threads)
                     }
                 }
                 Self.addLayerNorm(xp, tp, rows: total, width: h, weight: layer.outNormWeight, bias: layer.outNormBias, eps: eps, threads: threads)
@@ -263,15 +266,7 @@ public final class BertModel: @unchecked Sendable {
 
     /// Row-wise softmax in place, max-subtracted.
     static func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-        for r in 0..<rows {
-            let row = p + r * width
-            var m = -Float.infinity
-            for j in 0..<width { m = max(m, row[j]) }
-            var s: Float = 0
-            for j in 0..<width { let e = expf(row[j] - m); row[j] = e; s += e }
-            let inv = 1 / s
-            for j in 0..<width { row[j] *= inv }
-        }
+        for r in 0..<rows { MatMul.softmax(p + r * width, count: width) }
     }
 
     /// LayerNorm over the last axis in place (biased variance, eps inside the root, as torch).

@@ -5,7 +5,9 @@ import Foundation
 /// Queries `q` [nq, heads × d] sit at positions `firstQuery ..< firstQuery + nq`; keys and
 /// values `k`, `v` [total, kvHeads × d] cover positions 0 ..< total; query i attends to keys
 /// 0 ... firstQuery + i (eager_attention_forward with a causal mask: softmax(QKᵀ·scale)·V).
-/// One sgemm for QKᵀ and one for PV per head; heads run in parallel.
+/// Products on our kernels (weights = the cached keys, and the values transposed per head), in
+/// blocks of 64 queries so that masked-out keys are neither multiplied nor summed; heads run in
+/// parallel.
 struct CausalAttention {
     let heads: Int
     let kvHeads: Int
@@ -17,21 +19,33 @@ struct CausalAttention {
         let d = headDim, qStride = heads * d, kvStride = kvHeads * d
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
+        let block = 64
         Kernels.dynamicForEach(heads, workers: pool.workers) { worker, h in
             let kvh = h / group // repeat_kv: query head h reads key/value head h / group
-            let scores = pool.buffer(worker, nq * total) // [nq, total]
-            // [nq, d] · [total, d]ᵀ → [nq, total]
-            BLAS.sgemm(transB: true, m: nq, n: total, k: d, alpha: scale, a: q + h * d, lda: qStride,
-                       b: k + kvh * d, ldb: kvStride, c: scores, ldc: total)
-            for i in 0..<nq {
-                let row = scores + i * total
-                let visible = firstQuery + i + 1
-                Kernels.softmax(row, count: visible)
-                for j in visible..<max(visible, total) { row[j] = 0 }
+            let buffer = pool.buffer(worker, block * total + d * total)
+            let scores = buffer             // [≤ block, total]
+            let vt = buffer + block * total // [d, total]: this head's values, transposed
+            let vh = v + kvh * d
+            for j in 0..<total { for c in 0..<d { vt[c * total + j] = vh[j * kvStride + c] } }
+            var i0 = 0
+            while i0 < nq {
+                let rows = min(block, nq - i0)
+                let cols = min(total, firstQuery + i0 + rows) // keys the block's last query sees
+                // [rows, d] · [cols, d]ᵀ → scores [rows, cols] (row stride cols)
+                MatMul.linear(q + i0 * qStride + h * d, ldx: qStride, weight: UnsafeRawPointer(k + kvh * d), dtype: .f32, ldw: kvStride,
+                              into: scores, ldy: cols, m: rows, n: cols, k: d)
+                for i in 0..<rows {
+                    let row = scores + i * cols
+                    let visible = firstQuery + i0 + i + 1
+                    for j in 0..<visible { row[j] *= scale }
+                    Kernels.softmax(row, count: visible)
+                    for j in visible..<cols { row[j] = 0 }
+                }
+                // [rows, cols] · Vᵀ[d, cols]ᵀ → out[i0 ..< i0 + rows, h·d ..< (h+1)·d]
+                MatMul.linear(scores, ldx: cols, weight: UnsafeRawPointer(vt), dtype: .f32, ldw: total,
+                              into: out + i0 * qStride + h * d, ldy: qStride, m: rows, n: d, k: cols)
+                i0 += rows
             }
-            // [nq, total] · [total, d] → out[:, h·d ..< (h+1)·d]
-            BLAS.sgemm(m: nq, n: d, k: total, a: scores, lda: total, b: v + kvh * d, ldb: kvStride,
-                       c: out + h * d, ldc: qStride)
         }
     }
 }

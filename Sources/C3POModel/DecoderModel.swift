@@ -145,12 +145,10 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
         try prefill(tokens, override: override, allPositions: false)
     }
 
-    /// Runs BLAS single-threaded while our own workers parallelise (restoring its setting after).
+    /// Runs `body` with one scratch buffer per worker (every product is on our kernels, each
+    /// single-threaded inside its worker).
     func withWorkers<T>(_ body: (ScratchPool) throws -> T) rethrows -> T {
-        let previous = BLAS.threads
-        BLAS.setThreads(1)
-        defer { BLAS.setThreads(previous) }
-        return try body(ScratchPool(workers: max(1, threads)))
+        try body(ScratchPool(workers: max(1, threads)))
     }
 
     func check(_ override: RoutingOverride?) throws {
@@ -334,7 +332,9 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
             // Only the requested vocabulary rows, read in their stored dtype. [rows]
             var out = [Float](repeating: 0, count: rows.count)
             xn.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
-                HalfKernels.product(lmHead, rowList: rows, x: xp.baseAddress!, tokens: 1, ldx: h, into: op.baseAddress!, rowStride: 1, tokenStride: 1)
+                for (i, r) in rows.enumerated() {
+                    lmHead.product(xp.baseAddress!, ldx: h, tokens: 1, rows: r, r + 1, into: op.baseAddress! + i, ldo: 1)
+                }
             } }
             return out
         }

@@ -2,11 +2,12 @@ import C3POCore
 import Dispatch
 import Foundation
 
-// Shared numeric primitives of the MoE engines: mapped weights converted tile by tile,
-// linear layers through BLAS, RMSNorm, RoPE, softmax, SiLU. Buffers are row-major Float.
+// Shared numeric primitives of the MoE engines: linear layers on our kernels (C3POCore.MatMul,
+// weights read in place in their stored dtype), RMSNorm, RoPE, softmax, SiLU. Buffers are
+// row-major Float.
 
 /// A [rows, cols] weight matrix inside a memory-mapped checkpoint tensor, in its stored
-/// dtype. F32 is used in place; F16/BF16 row blocks are converted into caller scratch.
+/// dtype, multiplied in place by the kernels.
 struct WeightMatrix: @unchecked Sendable {
     let tensor: SafetensorsFile.Tensor
     /// Offset of row 0 in elements (a slice of a fused [experts, rows, cols] tensor).
@@ -18,17 +19,19 @@ struct WeightMatrix: @unchecked Sendable {
         self.tensor = tensor; self.offset = offset; self.rows = rows; self.cols = cols
     }
 
-    var isF32: Bool { tensor.dtype == .F32 }
+    /// The stored dtype (the loader admits F32, BF16 and F16 only).
+    var dtype: WeightDType { WeightDType(tensor.dtype)! }
 
-    /// Rows `lo ..< hi` as Float: the mapping itself for F32, else converted into `scratch`
-    /// (which must hold (hi - lo) × cols floats). [hi - lo, cols]
+    /// Row `r` in the mapping, in its stored dtype.
     @inline(__always)
-    func rows(_ lo: Int, _ hi: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
-        if isF32 {
-            return UnsafePointer((tensor.data + 4 * (offset + lo * cols)).assumingMemoryBound(to: Float.self))
-        }
-        tensor.copyFloats(from: offset + lo * cols, count: (hi - lo) * cols, into: scratch)
-        return UnsafePointer(scratch)
+    func pointer(row r: Int) -> UnsafeRawPointer { UnsafeRawPointer(tensor.data + tensor.dtype.size * (offset + r * cols)) }
+
+    /// out[i·ldo + j - lo] = Σ_c x[i·ldx + c] · W[j, c] for tokens i < m and rows lo ≤ j < hi,
+    /// on the calling thread.
+    @inline(__always)
+    func product(_ x: UnsafePointer<Float>, ldx: Int, tokens m: Int, rows lo: Int, _ hi: Int,
+                 into out: UnsafeMutablePointer<Float>, ldo: Int) {
+        MatMul.linear(x, ldx: ldx, weight: pointer(row: lo), dtype: dtype, ldw: cols, into: out, ldy: ldo, m: m, n: hi - lo, k: cols)
     }
 
     func row(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
@@ -74,28 +77,17 @@ enum Kernels {
         }
     }
 
-    /// y[T, out] = x[T, in] · Wᵀ, W [out, in]; output columns split in blocks across workers,
-    /// each block converted to f32 (if stored in half precision) and multiplied with one sgemm;
-    /// half-precision weights times at most `HalfKernels.directMaxRows` rows skip the conversion.
+    /// y[T, out] = x[T, in] · Wᵀ, W [out, in]; output columns split in blocks (multiples of 64
+    /// rows, about two per worker) handed out to the workers.
     static func linear(_ x: UnsafePointer<Float>, rows t: Int, weight w: WeightMatrix,
                        into y: UnsafeMutablePointer<Float>, pool: ScratchPool) {
-        let blockRows = max(16, min(512, (w.rows + 2 * pool.workers - 1) / (2 * pool.workers)))
+        let blockRows = max(64, min(1024, ((w.rows + 2 * pool.workers - 1) / (2 * pool.workers) + 63) / 64 * 64))
         let blocks = (w.rows + blockRows - 1) / blockRows
-        dynamicForEach(blocks, workers: pool.workers) { worker, b in
-            let lo = b * blockRows, hi = min(w.rows, lo + blockRows)
-            if !w.isF32 && t <= HalfKernels.directMaxRows {
-                // A few rows (tail re-evaluation, the LM head of one position): read the stored
-                // half-precision weights directly instead of converting the block. y[:, lo..<hi]
-                HalfKernels.product(w, rows: lo, hi, x: x, tokens: t, ldx: w.cols, into: y + lo, rowStride: 1, tokenStride: w.rows)
-                return
-            }
+        dynamicForEach(blocks, workers: pool.workers) { _, b in
             var laps = StageProfile.Laps(StageProfile.shared)
             defer { laps.lap("linear.blocks") }
-            let scratch = pool.buffer(worker, w.isF32 ? 1 : (hi - lo) * w.cols)
-            let wb = w.rows(lo, hi, scratch: scratch) // [hi - lo, in]
-            // [t, in] · [hi - lo, in]ᵀ → y[:, lo..<hi]
-            BLAS.sgemm(transB: true, m: t, n: hi - lo, k: w.cols, a: x, lda: w.cols, b: wb, ldb: w.cols,
-                       c: y + lo, ldc: w.rows)
+            let lo = b * blockRows, hi = min(w.rows, lo + blockRows)
+            w.product(x, ldx: w.cols, tokens: t, rows: lo, hi, into: y + lo, ldo: w.rows) // y[:, lo..<hi]
         }
     }
 
@@ -121,16 +113,9 @@ enum Kernels {
     }
 
     /// Numerically stable softmax of `n` values in place.
-    static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-        var m = -Float.infinity
-        for i in 0..<n { m = max(m, x[i]) }
-        var s: Float = 0
-        for i in 0..<n { x[i] = expf(x[i] - m); s += x[i] }
-        let inv = 1 / s
-        for i in 0..<n { x[i] *= inv }
-    }
+    @inline(__always)
+    static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) { MatMul.softmax(x, count: n) }
 
-    @inline(__always) static func silu(_ x: Float) -> Float { x / (1 + expf(-x)) }
 }
 
 /// Rotary position embedding in the rotate_half convention of Hugging Face

@@ -1,0 +1,100 @@
+import CKernels
+import Dispatch
+import Foundation
+
+/// The code paths of our matrix-product kernels (`Sources/CKernels`), slowest first.
+public enum KernelPath: Int32, CaseIterable, Sendable, CustomStringConvertible {
+    case scalar = 0, avx2, avx512, avx512bf16, amx
+
+    public var name: String { String(cString: c3po_path_name(rawValue)) }
+    public var description: String { name }
+    /// Whether the CPU and the OS offer every instruction the path uses.
+    public var isSupported: Bool { c3po_path_supported(rawValue) != 0 }
+    public static var best: KernelPath { KernelPath(rawValue: c3po_best_path()) ?? .scalar }
+
+    public init?(name: String) {
+        guard let p = KernelPath.allCases.first(where: { $0.name == name.lowercased() }) else { return nil }
+        self = p
+    }
+
+    /// The path the tools run: the best one here, or `C3PO_KERNELS` (a path name) when it names
+    /// a supported path, for measuring one path against another. An unknown or unsupported name
+    /// is ignored with a note on stderr.
+    public static let active: KernelPath = {
+        guard let s = ProcessInfo.processInfo.environment["C3PO_KERNELS"], !s.isEmpty else { return best }
+        guard let p = KernelPath(name: s) else {
+            StandardError.warning("C3PO_KERNELS=\(s) is not one of \(allCases.map(\.name).joined(separator: ", ")); using \(best)")
+            return best
+        }
+        guard p.isSupported else {
+            StandardError.warning("C3PO_KERNELS=\(s) is not supported by this CPU; using \(best)")
+            return best
+        }
+        return p
+    }()
+}
+
+/// Stored element types the kernels read in place.
+public enum WeightDType: Int32, Sendable {
+    case f32 = 0, bf16, f16
+
+    public init?(_ dtype: SafetensorsFile.DType) {
+        switch dtype {
+        case .F32: self = .f32
+        case .BF16: self = .bf16
+        case .F16: self = .f16
+        default: return nil
+        }
+    }
+
+    public var size: Int { self == .f32 ? 4 : 2 }
+}
+
+/// Linear layers on our kernels: y = x · Wᵀ with W stored [n, k] row-major in its own dtype.
+public enum MatMul {
+    /// y[i·ldy + j] (+)= Σ_c x[i·ldx + c] · W[j·ldw + c] for i < m, j < n, on the calling thread.
+    @inline(__always)
+    public static func linear(_ x: UnsafePointer<Float>, ldx: Int, weight w: UnsafeRawPointer, dtype: WeightDType, ldw: Int,
+                              into y: UnsafeMutablePointer<Float>, ldy: Int, m: Int, n: Int, k: Int,
+                              accumulate: Bool = false, path: KernelPath = .active) {
+        c3po_linear(path.rawValue, x, ldx, w, dtype.rawValue, ldw, y, ldy, m, n, k, accumulate ? 1 : 0)
+    }
+
+    /// x[0..<n] ← softmax(x), max subtracted (exp within 2 ulp of expf on AVX-512).
+    @inline(__always)
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int, path: KernelPath = .active) {
+        c3po_softmax(path.rawValue, x, n)
+    }
+
+    /// g[i] ← silu(g[i]) · u[i], the SwiGLU product.
+    @inline(__always)
+    public static func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, count n: Int, path: KernelPath = .active) {
+        c3po_silu_mul(path.rawValue, g, u, n)
+    }
+
+    /// The same over `threads` workers, output features split in blocks of 64 (one block per
+    /// worker when n is small), plus an optional bias. y [m, n] dense, x [m, k] dense.
+    public static func linear(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: UnsafeRawPointer, dtype: WeightDType,
+                              outFeatures n: Int, bias: UnsafePointer<Float>? = nil, into y: UnsafeMutablePointer<Float>,
+                              threads: Int = Parallel.defaultThreads) {
+        let block = max(16, min(256, ((n + 2 * threads - 1) / (2 * threads) + 15) / 16 * 16))
+        let blocks = (n + block - 1) / block
+        let body = { (b: Int) in
+            let lo = b * block, hi = min(n, lo + block)
+            linear(x, ldx: k, weight: w + lo * k * dtype.size, dtype: dtype, ldw: k, into: y + lo, ldy: n, m: m, n: hi - lo, k: k)
+            if let bias {
+                for r in 0..<m { let row = y + r * n; for j in lo..<hi { row[j] += bias[j] } }
+            }
+        }
+        if threads <= 1 || blocks == 1 { for b in 0..<blocks { body(b) }; return }
+        let lock = NSLock()
+        var next = 0
+        DispatchQueue.concurrentPerform(iterations: min(threads, blocks)) { _ in
+            while true {
+                lock.lock(); let b = next; next += 1; lock.unlock()
+                if b >= blocks { break }
+                body(b)
+            }
+        }
+    }
+}

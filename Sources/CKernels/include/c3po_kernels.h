@@ -1,0 +1,88 @@
+// Matrix products of the MoE engine and the sentence embedder, with the weight read in place
+// in its stored precision. One entry point, several code paths chosen at run time from what the
+// CPU (cpuid) and the OS (xgetbv, and for AMX the Linux permission request) offer:
+//
+//   scalar      portable C, any CPU
+//   avx2        AVX2 + FMA + F16C, 8 lanes; bf16/f16 weights widened to f32 on load
+//   avx512      AVX-512 F/BW/VL/DQ, 16 lanes; bf16/f16 weights widened to f32 on load
+//   avx512bf16  avx512 + AVX512_BF16: bf16 weights through vdpbf16ps
+//   amx         avx512bf16 + AMX-TILE/AMX-BF16: bf16 and f16 weights through tdpbf16ps tiles
+//
+// Every path computes to f32 accuracy and accumulates in f32. f32 weights always run in f32
+// arithmetic (fused multiply-add). The bf16 instructions multiply bf16 by bf16, so the f32
+// activations are split into three bf16 parts, x = p0 + p1 + p2 with p0 = bf16(x),
+// p1 = bf16(x - p0), p2 = bf16(x - p0 - p1) (24 significant bits, as many as the f32), and each
+// part is multiplied; f16 weights on the amx path are split exactly into two bf16 parts
+// (an f16 has 11 significant bits) and the five products above 2^-24 are accumulated.
+//
+// The fastest path is chosen in the order amx, avx512, avx512bf16, avx2, scalar: with the
+// three-part split, vdpbf16ps was measured slower than widening bf16 to f32 for FMA on the
+// machine this was written on (docs/benchmarks.md), so avx512bf16 runs only when asked for.
+#ifndef C3PO_KERNELS_H
+#define C3PO_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum c3po_dtype { C3PO_DTYPE_F32 = 0, C3PO_DTYPE_BF16 = 1, C3PO_DTYPE_F16 = 2 };
+
+enum c3po_path {
+    C3PO_PATH_SCALAR = 0,
+    C3PO_PATH_AVX2 = 1,
+    C3PO_PATH_AVX512 = 2,
+    C3PO_PATH_AVX512BF16 = 3,
+    C3PO_PATH_AMX = 4,
+    C3PO_PATH_COUNT = 5
+};
+
+// CPU and OS features (cpuid, xgetbv), one bit each.
+enum c3po_cpu_feature {
+    C3PO_CPU_AVX2 = 1u << 0,        // AVX2 and FMA, AVX state enabled by the OS
+    C3PO_CPU_F16C = 1u << 1,
+    C3PO_CPU_AVX512 = 1u << 2,      // AVX-512 F, BW, VL and DQ, ZMM state enabled by the OS
+    C3PO_CPU_AVX512VNNI = 1u << 3,
+    C3PO_CPU_AVX512BF16 = 1u << 4,
+    C3PO_CPU_AVX512FP16 = 1u << 5,
+    C3PO_CPU_AMX_TILE = 1u << 6,    // AMX-TILE with tile state enabled by the OS (XCR0 bits 17, 18)
+    C3PO_CPU_AMX_BF16 = 1u << 7,
+    C3PO_CPU_AMX_INT8 = 1u << 8,
+    C3PO_CPU_AMX_PERMITTED = 1u << 9 // Linux granted this process the tile data state
+};
+
+// Features of this CPU; the AMX permission is requested on the first call (once per process).
+unsigned c3po_cpu_features(void);
+
+// Whether `path` can run here (every instruction it uses is offered by the CPU and the OS).
+int c3po_path_supported(int path);
+
+// The preferred path that can run here (amx, avx512, avx512bf16, avx2, scalar in that order).
+int c3po_best_path(void);
+
+// "scalar", "avx2", "avx512", "avx512bf16", "amx"; NULL outside the range.
+const char *c3po_path_name(int path);
+
+// y[i·ldy + j] = Σ_c x[i·ldx + c] · W[j·ldw + c]   (accumulate = 0)
+// y[i·ldy + j] += Σ_c x[i·ldx + c] · W[j·ldw + c]  (accumulate ≠ 0)
+// for tokens i < m, output features j < n, inputs c < k: a linear layer y = x · Wᵀ with the
+// weight stored [n, k] row-major (PyTorch's layout) in `dtype`, ldw in elements. Single-threaded;
+// callers split n (or m) across threads. `path` must be supported (the scalar path always is);
+// a path without a kernel for this dtype or shape uses the next one below it.
+void c3po_linear(int path, const float *x, long ldx, const void *w, int dtype, long ldw,
+                 float *y, long ldy, long m, long n, long k, int accumulate);
+
+// Element-wise functions with exp, 16 lanes at a time where the path has AVX-512 (exp by a
+// degree-6 polynomial on [-ln2/2, ln2/2] and vscalefps, within 2 ulp of expf), else expf.
+// x[0..n) ← softmax(x) (max subtracted first).
+void c3po_softmax(int path, float *x, long n);
+// g[i] ← g[i] / (1 + exp(-g[i])) · u[i] (SwiGLU: silu(gate) · up).
+void c3po_silu_mul(int path, float *g, const float *u, long n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,54 @@
+// Entry points of the code paths behind c3po_linear (kernels.c dispatches).
+#ifndef C3PO_KERNELS_INTERNAL_H
+#define C3PO_KERNELS_INTERNAL_H
+
+#include "c3po_kernels.h"
+#include <string.h>
+
+#define C3PO_LINEAR_ARGS const float *x, long ldx, const void *w, int dtype, long ldw, \
+                         float *y, long ldy, long m, long n, long k, int accumulate
+
+void c3po_linear_scalar(C3PO_LINEAR_ARGS);
+void c3po_linear_avx2(C3PO_LINEAR_ARGS);
+void c3po_linear_avx512(C3PO_LINEAR_ARGS);
+void c3po_linear_avx512bf16(C3PO_LINEAR_ARGS); // bf16 weights only
+void c3po_linear_amx(C3PO_LINEAR_ARGS);        // bf16 and f16 weights
+
+// src[0..k) → three bf16 parts summing to it, each zero padded to a multiple of 32
+// (avx512bf16 only).
+void c3po_split_bf16(const float *src, long k, uint16_t *p0, uint16_t *p1, uint16_t *p2);
+
+void c3po_softmax_avx512(float *x, long n);
+void c3po_silu_mul_avx512(float *g, const float *u, long n);
+
+// A thread's scratch buffer of at least `bytes` (64-byte aligned; reused, grown on demand).
+void *c3po_scratch(int slot, size_t bytes);
+
+static inline float c3po_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
+}
+
+static inline float c3po_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (exp == 0x1f) u = sign | 0x7f800000u | (man << 13);                 // inf, NaN
+    else if (exp != 0) u = sign | ((exp + 112) << 23) | (man << 13);       // normal
+    else if (man == 0) u = sign;                                           // ±0
+    else {                                                                 // subnormal: normalise
+        int e = -1;
+        do { man <<= 1; e++; } while (!(man & 0x400));
+        u = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    float f; memcpy(&f, &u, 4); return f;
+}
+
+static inline float c3po_weight(const void *w, int dtype, long i) {
+    switch (dtype) {
+    case C3PO_DTYPE_BF16: return c3po_bf16_to_f32(((const uint16_t *)w)[i]);
+    case C3PO_DTYPE_F16: return c3po_f16_to_f32(((const uint16_t *)w)[i]);
+    default: return ((const float *)w)[i];
+    }
+}
+
+static inline void c3po_store(float *dst, float v, int accumulate) { if (accumulate) *dst += v; else *dst = v; }
+
+#endif

@@ -1,0 +1,141 @@
+import C3POCore
+import XCTest
+
+/// Every kernel path this CPU supports against a double-precision reference of the same
+/// product (weights converted exactly from their stored form); paths the CPU lacks are named as
+/// skipped. Shapes cover the remainders of every blocking: tokens not a multiple of 4 or 16,
+/// rows not a multiple of 4/16/64, k not a multiple of 8/16/32, strides wider than the data.
+final class KernelTests: XCTestCase {
+    struct Rng {
+        var s: UInt64
+        mutating func next() -> Float {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s) >> 40) / Float(1 << 23) // ~[-1, 1)
+        }
+    }
+
+    static func store(_ v: [Float], as dtype: WeightDType) -> [UInt8] {
+        switch dtype {
+        case .f32: return v.withUnsafeBytes { Array($0) }
+        case .bf16: return v.map { HalfPrecision.floatToBF16($0) }.withUnsafeBytes { Array($0) }
+        case .f16: return v.map { Float16($0) }.withUnsafeBytes { Array($0) }
+        }
+    }
+
+    static func stored(_ bytes: [UInt8], _ i: Int, _ dtype: WeightDType) -> Double {
+        bytes.withUnsafeBytes { b in
+            switch dtype {
+            case .f32: return Double(b.load(fromByteOffset: 4 * i, as: Float.self))
+            case .bf16: return Double(HalfPrecision.bf16ToFloat(b.load(fromByteOffset: 2 * i, as: UInt16.self)))
+            case .f16: return Double(Float(b.load(fromByteOffset: 2 * i, as: Float16.self)))
+            }
+        }
+    }
+
+    /// Largest |ours − reference| / (Σ|x·w| + 1e-30) over the output, for one path and shape.
+    func worstError(path: KernelPath, dtype: WeightDType, m: Int, n: Int, k: Int, accumulate: Bool, seed: UInt64) -> Double {
+        var rng = Rng(s: seed)
+        let ldx = k + 3, ldw = k + 5, ldy = n + 2
+        let x = (0..<(m * ldx)).map { _ in rng.next() }
+        let wBytes = Self.store((0..<(n * ldw)).map { _ in rng.next() * 0.5 }, as: dtype)
+        let y0 = (0..<(m * ldy)).map { _ in rng.next() }
+        var y = y0
+        wBytes.withUnsafeBytes { wb in
+            x.withUnsafeBufferPointer { xb in
+                y.withUnsafeMutableBufferPointer { yb in
+                    MatMul.linear(xb.baseAddress!, ldx: ldx, weight: wb.baseAddress!, dtype: dtype, ldw: ldw,
+                                  into: yb.baseAddress!, ldy: ldy, m: m, n: n, k: k, accumulate: accumulate, path: path)
+                }
+            }
+        }
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<ldy {
+                let got = Double(y[i * ldy + j])
+                guard j < n else { XCTAssertEqual(got, Double(y0[i * ldy + j]), "\(path) wrote past column n"); continue }
+                var s = 0.0, mag = 0.0
+                for c in 0..<k {
+                    let p = Double(x[i * ldx + c]) * Self.stored(wBytes, j * ldw + c, dtype)
+                    s += p; mag += abs(p)
+                }
+                if accumulate { s += Double(y0[i * ldy + j]); mag += abs(Double(y0[i * ldy + j])) }
+                worst = max(worst, abs(got - s) / (mag + 1e-30))
+            }
+        }
+        return worst
+    }
+
+    func testEveryPathAgainstTheReference() {
+        let shapes: [(m: Int, n: Int, k: Int)] = [
+            (1, 1, 7), (1, 50, 64), (3, 5, 100), (4, 16, 32), (5, 33, 96), (16, 64, 128),
+            (17, 80, 64), (33, 129, 160), (70, 20, 384),
+        ]
+        var ran: [String] = [], skipped: [String] = []
+        for path in KernelPath.allCases {
+            guard path.isSupported else { skipped.append(path.name); continue }
+            ran.append(path.name)
+            for dtype in [WeightDType.f32, .bf16, .f16] {
+                // Every path to f32 rounding, the bf16-instruction paths included (their
+                // activations are split in three bf16 parts: c3po_kernels.h).
+                let tolerance = 2e-6
+                for (i, s) in shapes.enumerated() {
+                    for accumulate in [false, true] {
+                        let e = worstError(path: path, dtype: dtype, m: s.m, n: s.n, k: s.k, accumulate: accumulate, seed: UInt64(i * 2 + 1))
+                        XCTAssertLessThanOrEqual(e, tolerance, "\(path) \(dtype) m=\(s.m) n=\(s.n) k=\(s.k) accumulate=\(accumulate)")
+                    }
+                }
+            }
+        }
+        print("kernel paths run: \(ran.joined(separator: ", ")); skipped (not offered by this CPU): \(skipped.isEmpty ? "none" : skipped.joined(separator: ", "))")
+        XCTAssertTrue(ran.contains("scalar"))
+    }
+
+    func testSoftmaxAndSiLUOnEveryPathAgainstDoublePrecision() {
+        for path in KernelPath.allCases where path.isSupported {
+            for n in [1, 5, 16, 17, 100, 513] {
+                var rng = Rng(s: UInt64(n))
+                // Wide range: large negative and positive logits, exp underflowing to 0 for some.
+                let x = (0..<n).map { _ in rng.next() * 60 }
+                var y = x
+                y.withUnsafeMutableBufferPointer { MatMul.softmax($0.baseAddress!, count: n, path: path) }
+                let m = x.map(Double.init).max()!
+                let e = x.map { Foundation.exp(Double($0) - m) }, total = e.reduce(0, +)
+                for i in 0..<n { XCTAssertEqual(Double(y[i]), e[i] / total, accuracy: 1e-6 * max(1, e[i] / total), "\(path) softmax n=\(n) [\(i)]") }
+                var g = x.map { $0 / 4 }
+                let u = (0..<n).map { _ in rng.next() }
+                let g0 = g
+                g.withUnsafeMutableBufferPointer { gb in u.withUnsafeBufferPointer { MatMul.siluMul(gb.baseAddress!, $0.baseAddress!, count: n, path: path) } }
+                for i in 0..<n {
+                    let a = Double(g0[i]), want = a / (1 + Foundation.exp(-a)) * Double(u[i])
+                    XCTAssertEqual(Double(g[i]), want, accuracy: 2e-6 * max(1, abs(want)), "\(path) silu n=\(n) [\(i)]")
+                }
+            }
+        }
+    }
+
+    func testTheActivePathIsSupportedAndBestFollowsThePreferenceOrder() {
+        XCTAssertTrue(KernelPath.active.isSupported)
+        let preferred: [KernelPath] = [.amx, .avx512, .avx512bf16, .avx2, .scalar]
+        XCTAssertEqual(KernelPath.best, preferred.first(where: \.isSupported))
+        XCTAssertEqual(KernelPath(name: "AVX512BF16"), .avx512bf16)
+        XCTAssertNil(KernelPath(name: "neon"))
+    }
+
+    func testParallelLinearAddsTheBiasAndCoversEveryColumn() {
+        var rng = Rng(s: 7)
+        let (m, n, k) = (9, 300, 40)
+        let x = (0..<(m * k)).map { _ in rng.next() }, w = (0..<(n * k)).map { _ in rng.next() }, b = (0..<n).map { _ in rng.next() }
+        var y = [Float](repeating: .nan, count: m * n)
+        x.withUnsafeBufferPointer { xb in w.withUnsafeBytes { wb in b.withUnsafeBufferPointer { bb in y.withUnsafeMutableBufferPointer { yb in
+            MatMul.linear(xb.baseAddress!, rows: m, inFeatures: k, weight: wb.baseAddress!, dtype: .f32, outFeatures: n,
+                          bias: bb.baseAddress!, into: yb.baseAddress!, threads: 2)
+        } } } }
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = Double(b[j])
+                for c in 0..<k { s += Double(x[i * k + c]) * Double(w[j * k + c]) }
+                XCTAssertEqual(Double(y[i * n + j]), s, accuracy: 1e-4, "y[\(i), \(j)]")
+            }
+        }
+    }
+}
