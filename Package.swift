@@ -23,7 +23,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
         // Our own matrix-product kernels (C with intrinsics, paths chosen at run time by cpuid).
-        .target(name: "CKernels", path: "Sources/CKernels"),
+        .target(name: "CKernels", path: "Sources/CKernels", linkerSettings: [.linkedLibrary("m")]),
         .target(
             name: "CFaissShim",
             path: "Sources/CFaissShim",

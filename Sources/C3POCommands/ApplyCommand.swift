@@ -13,6 +13,7 @@ public struct ApplyCommand: ParsableCommand {
             c3po-apply report --out <file.html> [--index <dir>] <run.jsonl> ... [<options>]
             """,
         discussion: "Without a subcommand, c3po-apply runs `run`: its options are listed below and in 'c3po-apply run --help'.",
+        version: ToolVersion.text("c3po-apply"),
         subcommands: [RunCommand.self, InspectCommand.self, ReportCommand.self],
         defaultSubcommand: RunCommand.self
     )

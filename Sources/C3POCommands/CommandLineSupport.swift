@@ -52,6 +52,17 @@ final class WarningLog {
 }
 
 /// What both tools' `main` do beyond `ParsableCommand.main()`.
+/// `--version`: the tool, then what its products run on (our kernels' path, the BLAS core).
+public enum ToolVersion {
+    public static func text(_ tool: String) -> String {
+        "\(tool) (C3PO toolkit)\n\(BLASCore.summary)"
+    }
+
+    /// First thing in each tool's `main`: may run the process again with a better OpenBLAS core
+    /// (BLASCore.correctAtStart).
+    public static func prepareProcess() { BLASCore.correctAtStart() }
+}
+
 public enum ToolEntry {
     /// Parses and runs `Root` like `ParsableCommand.main`, except that a mistyped option
     /// is named as such. ArgumentParser reports a missing required option before an

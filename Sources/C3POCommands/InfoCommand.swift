@@ -37,9 +37,11 @@ public struct InfoCommand: ParsableCommand {
         var filters: IndexManifest.Filters
         var searchParameters: [String: Double]
         var taskWeights: Bool
+        /// What this machine's products run on (not a property of the index): BLASCore.summary.
+        var runtime: String
 
         enum CodingKeys: String, CodingKey {
-            case count, dimension, embedder, layers, experts, tasks, factory, metric, created, mixing, model, sources, filters
+            case count, dimension, embedder, layers, experts, tasks, factory, metric, created, mixing, model, sources, filters, runtime
             case formatVersion = "format_version", sizeBytes = "size_bytes", criticalLayers = "critical_layers"
             case searchParameters = "search_parameters", taskWeights = "task_weights"
         }
@@ -55,6 +57,7 @@ public struct InfoCommand: ParsableCommand {
             try c.encode(mixing, forKey: .mixing); try c.encode(model, forKey: .model)
             try c.encode(sources, forKey: .sources); try c.encode(filters, forKey: .filters)
             try c.encode(searchParameters, forKey: .searchParameters); try c.encode(taskWeights, forKey: .taskWeights)
+            try c.encode(runtime, forKey: .runtime)
         }
     }
 
@@ -88,7 +91,8 @@ public struct InfoCommand: ParsableCommand {
                             experts: m.experts, tasks: m.tasks, factory: m.factory, metric: m.metric,
                             formatVersion: m.formatVersion, created: m.created, sizeBytes: Self.sizeOnDisk(dir),
                             criticalLayers: m.criticalLayers, mixing: m.mixing, model: m.model, sources: m.sources,
-                            filters: m.filters, searchParameters: m.searchParameters, taskWeights: hasWeights)
+                            filters: m.filters, searchParameters: m.searchParameters, taskWeights: hasWeights,
+                            runtime: BLASCore.summary)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -110,5 +114,6 @@ public struct InfoCommand: ParsableCommand {
         print("filters    include incorrect \(f.includeIncorrect), skipped incorrect \(f.skippedIncorrect), skipped invalid \(f.skippedInvalid), dedup \(f.dedup.map { String(format: "%.4g", $0) } ?? "off") (\(f.deduplicated) dropped)")
         for s in m.sources { print("source     \(s.path) (\(s.kind), \(s.records) records, sha256 \(s.sha256.prefix(12))…)") }
         print("size       \(String(format: "%.1f", Double(Self.sizeOnDisk(dir)) / 1_048_576)) MiB on disk")
+        print("runtime    \(BLASCore.summary)")
     }
 }

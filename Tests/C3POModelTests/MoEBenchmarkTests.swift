@@ -1,3 +1,4 @@
+import C3POCore
 import C3POModel
 import Foundation
 import XCTest
@@ -16,6 +17,7 @@ final class MoEBenchmarkTests: XCTestCase {
         func emit(_ obj: [String: Any]) throws {
             print("BENCH " + String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
         }
+        try emit(["what": "runtime", "summary": BLASCore.summary, "kernels": KernelPath.active.name, "blas_core": BLASCore.coreName])
         var rng = SystemRandomNumberGenerator()
         for n in lengths {
             let tokens = (0..<n).map { _ in Int.random(in: 0..<min(50000, model.vocabularySize), using: &rng) }
