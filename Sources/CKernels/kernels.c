@@ -138,10 +138,10 @@ void c3po_linear(int path, const float *x, long ldx, const void *w, int dtype, l
     switch (path) {
     case C3PO_PATH_AMX:
         // f32 weights stay f32. Below a few tokens the tiles are mostly padding and the widening
-        // path streams the weight faster: bf16 takes the tiles above 8 tokens, f16 (which also
+        // path streams the weight faster: bf16 takes the tiles from 8 tokens on, f16 (which also
         // pays a conversion of the weight per call) above 16 (crossovers measured with one
         // thread at expert shape, 512 × 1024: docs/benchmarks.md).
-        if ((dtype == C3PO_DTYPE_BF16 && m > 8) || (dtype == C3PO_DTYPE_F16 && m > 16)) {
+        if ((dtype == C3PO_DTYPE_BF16 && m >= 8) || (dtype == C3PO_DTYPE_F16 && m > 16)) {
             c3po_linear_amx(x, ldx, w, dtype, ldw, y, ldy, m, n, k, accumulate);
             return;
         }

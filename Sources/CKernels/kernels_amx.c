@@ -50,22 +50,43 @@ static TAMX void split_f16_row(const uint16_t *src, long k, uint16_t *hi, uint16
     }
 }
 
+// In place: r[j] lane i ← r[i] lane j, a 16 × 16 transpose of 32-bit elements in 64 shuffles.
+static TAMX void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]); }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]); r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]); r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) { r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88); r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd); }
+}
+
 // Packs x [m, k] into tiles: for token block tb, k block kb and part p (0-2), the 1 KiB tile at
 // ((tb·kblocks + kb)·3 + p)·256 (32-bit units), row kk, column t = the bf16 pair of columns
-// 32kb + 2kk, +1 of token 16tb + t, part p. Tokens past m are zero.
-static TAMX void pack_activations(const float *x, long ldx, long m, long k, uint32_t *tiles, uint16_t *row) {
+// 32kb + 2kk, +1 of token 16tb + t, part p. Tokens past m are zero. Each token block is split
+// into `rows` ([16, 3, k] bf16), then each 16 tokens × 16 pairs square is transposed in registers.
+static TAMX void pack_activations(const float *x, long ldx, long m, long k, uint32_t *tiles, uint16_t *rows) {
     long kblocks = k / 32, tblocks = (m + 15) / 16;
-    memset(tiles + (tblocks - 1) * kblocks * 768, 0, sizeof(uint32_t) * (size_t)(kblocks * 768));
-    for (long t = 0; t < m; t++) {
-        c3po_split_bf16(x + t * ldx, k, row, row + k, row + 2 * k);
-        uint32_t *base = tiles + (t / 16) * kblocks * 768 + (t % 16);
-        for (int p = 0; p < 3; p++) {
-            const uint32_t *part = (const uint32_t *)(row + p * k);
-            for (long kb = 0; kb < kblocks; kb++) {
-                uint32_t *tile = base + (kb * 3 + p) * 256;
-                for (int kk = 0; kk < 16; kk++) tile[kk * 16] = part[kb * 16 + kk];
-            }
+    for (long tb = 0; tb < tblocks; tb++) {
+        long tn = m - tb * 16 < 16 ? m - tb * 16 : 16;
+        for (long t = 0; t < tn; t++) {
+            uint16_t *p = rows + t * 3 * k;
+            c3po_split_bf16(x + (tb * 16 + t) * ldx, k, p, p + k, p + 2 * k);
         }
+        uint32_t *base = tiles + tb * kblocks * 768;
+        for (long kb = 0; kb < kblocks; kb++)
+            for (int p = 0; p < 3; p++) {
+                __m512i r[16];
+                for (int t = 0; t < 16; t++) r[t] = t < tn ? _mm512_loadu_si512(rows + t * 3 * k + p * k + kb * 32) : _mm512_setzero_si512();
+                transpose16(r);
+                uint32_t *tile = base + (kb * 3 + p) * 256;
+                for (int kk = 0; kk < 16; kk++) _mm512_storeu_si512(tile + kk * 16, r[kk]);
+            }
     }
 }
 
@@ -101,7 +122,7 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
     if (chunk > 128) chunk = 128;
     if (chunk > ((m + 15) & ~15L)) chunk = (m + 15) & ~15L;
     uint32_t *tiles = c3po_scratch(1, sizeof(uint32_t) * (size_t)(chunk / 16 * kblocks * 768));
-    uint16_t *row = c3po_scratch(2, sizeof(uint16_t) * (size_t)(3 * k));
+    uint16_t *row = c3po_scratch(2, sizeof(uint16_t) * (size_t)(16 * 3 * k));
     uint16_t *whi = NULL, *wlo = NULL;
     if (dtype == C3PO_DTYPE_F16) { whi = c3po_scratch(3, sizeof(uint16_t) * (size_t)(2 * 64 * k)); wlo = whi + 64 * k; }
     float out[4][16][16];
