@@ -87,12 +87,14 @@ DOT_BLOCK(block_f16, w_f16, wm_f16, 2)
 
 typedef void (*block_fn)(const float *, long, const char *, long, float *, long, long, long, long, int, const char *, long, int);
 
-// Token chunks of 64 (their activations stay in L2 while every weight row block passes over
-// them); within a chunk each 4-row block of weights is loaded from memory once and reused from
-// L1 for the chunk's token blocks.
+// Token chunks of about 32 KiB of activations, 16 to 64 tokens (they stay close to L1 while
+// every weight row block passes over them: 20 tokens at k = 384 ran 1.2-1.4x faster than 64);
+// within a chunk each 4-row block of weights is loaded from memory once and reused from L1 for
+// the chunk's token blocks.
 static T512 void drive(block_fn fn, const float *x, long ldx, const char *w, long ldwb, float *y, long ldy,
                        long m, long n, long k, int accumulate) {
-    const long chunk = 64;
+    long chunk = 32768 / (4 * k);
+    chunk = chunk < 16 ? 16 : chunk > 64 ? 64 : chunk & ~3L;
     for (long t0 = 0; t0 < m; t0 += chunk) {
         long t1 = t0 + chunk < m ? t0 + chunk : m;
         long blocks = (t1 - t0 + 3) / 4;
