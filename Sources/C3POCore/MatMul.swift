@@ -50,6 +50,24 @@ public enum WeightDType: Int32, Sendable {
     public var size: Int { self == .f32 ? 4 : 2 }
 }
 
+/// An f32 weight [n, k] repacked once into panels of 32 output features for the outer-product
+/// kernel (c3po_linear_panels): for weights held in memory, such as the embedder's.
+public struct PanelWeights: Sendable {
+    public let outFeatures: Int
+    public let inFeatures: Int
+    let panels: [Float]
+
+    /// `weight` [n, k] row-major.
+    public init(_ weight: [Float], outFeatures n: Int, inFeatures k: Int) {
+        precondition(weight.count == n * k, "weight has \(weight.count) values, not \(n) × \(k)")
+        outFeatures = n; inFeatures = k
+        panels = [Float](unsafeUninitializedCapacity: c3po_panel_floats(n, k)) { buf, count in
+            weight.withUnsafeBufferPointer { c3po_pack_panels($0.baseAddress!, k, n, k, buf.baseAddress!) }
+            count = c3po_panel_floats(n, k)
+        }
+    }
+}
+
 /// Linear layers on our kernels: y = x · Wᵀ with W stored [n, k] row-major in its own dtype.
 public enum MatMul {
     /// y[i·ldy + j] (+)= Σ_c x[i·ldx + c] · W[j·ldw + c] for i < m, j < n, on the calling thread.
@@ -70,6 +88,38 @@ public enum MatMul {
     @inline(__always)
     public static func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, count n: Int, path: KernelPath = .active) {
         c3po_silu_mul(path.rawValue, g, u, n)
+    }
+
+    /// y [m, n] = x [m, k] · Wᵀ (+ bias) with W in panels, over `threads` workers (blocks of
+    /// whole panels).
+    public static func linear(_ x: UnsafePointer<Float>, rows m: Int, weight w: PanelWeights, bias: UnsafePointer<Float>? = nil,
+                              into y: UnsafeMutablePointer<Float>, threads: Int = Parallel.defaultThreads, path: KernelPath = .active) {
+        let (n, k) = (w.outFeatures, w.inFeatures)
+        let panelsPerBlock = max(1, min(8, (n + 32 * 2 * threads - 1) / (32 * 2 * threads)))
+        let block = 32 * panelsPerBlock, blocks = (n + block - 1) / block
+        w.panels.withUnsafeBufferPointer { pb in
+            let body = { (b: Int) in
+                let lo = b * block, hi = min(n, lo + block)
+                c3po_linear_panels(path.rawValue, x, k, pb.baseAddress! + lo * k, y + lo, n, m, hi - lo, k, 0)
+                if let bias { for r in 0..<m { let row = y + r * n; for j in lo..<hi { row[j] += bias[j] } } }
+            }
+            if threads <= 1 || blocks == 1 { for b in 0..<blocks { body(b) }; return }
+            let lock = NSLock()
+            var next = 0
+            DispatchQueue.concurrentPerform(iterations: min(threads, blocks)) { _ in
+                while true {
+                    lock.lock(); let b = next; next += 1; lock.unlock()
+                    if b >= blocks { break }
+                    body(b)
+                }
+            }
+        }
+    }
+
+    /// x[i] ← x/2 · (1 + erf(x/√2)), BERT's exact GELU (erf within 1.5e-7 on AVX-512).
+    @inline(__always)
+    public static func gelu(_ x: UnsafeMutablePointer<Float>, count n: Int, path: KernelPath = .active) {
+        c3po_gelu(path.rawValue, x, n)
     }
 
     /// The same over `threads` workers, output features split in blocks of 64 (one block per

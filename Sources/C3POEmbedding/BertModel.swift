@@ -84,14 +84,14 @@ public final class BertModel: @unchecked Sendable {
     public let config: BertConfig
 
     private struct Layer {
-        var qkvWeight: [Float]   // [3·hidden, hidden]: query, key, value stacked
+        var qkvWeight: PanelWeights   // [3·hidden, hidden]: query, key, value stacked
         var qkvBias: [Float]     // [3·hidden]
-        var outWeight: [Float]   // [hidden, hidden]
+        var outWeight: PanelWeights   // [hidden, hidden]
         var outBias: [Float]
         var attnNormWeight: [Float], attnNormBias: [Float]
-        var upWeight: [Float]    // [intermediate, hidden]
+        var upWeight: PanelWeights    // [intermediate, hidden]
         var upBias: [Float]
-        var downWeight: [Float]  // [hidden, intermediate]
+        var downWeight: PanelWeights  // [hidden, intermediate]
         var downBias: [Float]
         var outNormWeight: [Float], outNormBias: [Float]
     }
@@ -142,14 +142,14 @@ public final class BertModel: @unchecked Sendable {
             let qkvB = try load(p + "attention.self.query.bias", [h]) + load(p + "attention.self.key.bias", [h])
                 + load(p + "attention.self.value.bias", [h])
             layers.append(Layer(
-                qkvWeight: qkvW, qkvBias: qkvB,
-                outWeight: try load(p + "attention.output.dense.weight", [h, h]),
+                qkvWeight: PanelWeights(qkvW, outFeatures: 3 * h, inFeatures: h), qkvBias: qkvB,
+                outWeight: PanelWeights(try load(p + "attention.output.dense.weight", [h, h]), outFeatures: h, inFeatures: h),
                 outBias: try load(p + "attention.output.dense.bias", [h]),
                 attnNormWeight: try load(p + "attention.output.LayerNorm.weight", [h]),
                 attnNormBias: try load(p + "attention.output.LayerNorm.bias", [h]),
-                upWeight: try load(p + "intermediate.dense.weight", [inter, h]),
+                upWeight: PanelWeights(try load(p + "intermediate.dense.weight", [inter, h]), outFeatures: inter, inFeatures: h),
                 upBias: try load(p + "intermediate.dense.bias", [inter]),
-                downWeight: try load(p + "output.dense.weight", [h, inter]),
+                downWeight: PanelWeights(try load(p + "output.dense.weight", [h, inter]), outFeatures: h, inFeatures: inter),
                 downBias: try load(p + "output.dense.bias", [h]),
                 outNormWeight: try load(p + "output.LayerNorm.weight", [h]),
                 outNormBias: try load(p + "output.LayerNorm.bias", [h])))
@@ -210,10 +210,8 @@ public final class BertModel: @unchecked Sendable {
             up.withUnsafeMutableBufferPointer { ub in
                 let xp = xb.baseAddress!, qp = qb.baseAddress!, cp = cb.baseAddress!, tp = tb.baseAddress!, upp = ub.baseAddress!
                 // qkv [tokens, 3·hidden] = x [tokens, hidden] · Wqkvᵀ [hidden, 3·hidden] + b
-                layer.qkvWeight.withUnsafeBufferPointer { w in
-                    layer.qkvBias.withUnsafeBufferPointer { b in
-                        MatMul.linear(xp, rows: total, inFeatures: h, weight: UnsafeRawPointer(w.baseAddress!), dtype: .f32, outFeatures: 3 * h, bias: b.baseAddress!, into: qp, threads: threads)
-                    }
+                layer.qkvBias.withUnsafeBufferPointer { b in
+                    MatMul.linear(xp, rows: total, weight: layer.qkvWeight, bias: b.baseAddress!, into: qp, threads: threads)
                 }
                 // Attention per sequence (its own tokens only: the padding mask), all heads.
                 let qIn = UnsafePointer(qp)
@@ -237,24 +235,18 @@ public final class BertModel: @unchecked Sendable {
                     }
                 }
                 // tmp [tokens, hidden] = ctx · Woᵀ + b; x = LayerNorm(x + tmp)
-                layer.outWeight.withUnsafeBufferPointer { w in
-                    layer.outBias.withUnsafeBufferPointer { b in
-                        MatMul.linear(cp, rows: total, inFeatures: h, weight: UnsafeRawPointer(w.baseAddress!), dtype: .f32, outFeatures: h, bias: b.baseAddress!, into: tp, threads: threads)
-                    }
+                layer.outBias.withUnsafeBufferPointer { b in
+                    MatMul.linear(cp, rows: total, weight: layer.outWeight, bias: b.baseAddress!, into: tp, threads: threads)
                 }
                 Self.addLayerNorm(xp, tp, rows: total, width: h, weight: layer.attnNormWeight, bias: layer.attnNormBias, eps: eps, threads: threads)
                 // up [tokens, intermediate] = GELU(x · W1ᵀ + b1)
-                layer.upWeight.withUnsafeBufferPointer { w in
-                    layer.upBias.withUnsafeBufferPointer { b in
-                        MatMul.linear(xp, rows: total, inFeatures: h, weight: UnsafeRawPointer(w.baseAddress!), dtype: .f32, outFeatures: inter, bias: b.baseAddress!, into: upp, threads: threads)
-                    }
+                layer.upBias.withUnsafeBufferPointer { b in
+                    MatMul.linear(xp, rows: total, weight: layer.upWeight, bias: b.baseAddress!, into: upp, threads: threads)
                 }
                 Self.gelu(upp, count: total * inter, threads: threads)
                 // tmp [tokens, hidden] = up · W2ᵀ + b2; x = LayerNorm(x + tmp)
-                layer.downWeight.withUnsafeBufferPointer { w in
-                    layer.downBias.withUnsafeBufferPointer { b in
-                        MatMul.linear(upp, rows: total, inFeatures: inter, weight: UnsafeRawPointer(w.baseAddress!), dtype: .f32, outFeatures: h, bias: b.baseAddress!, into: tp, threads: threads)
-                    }
+                layer.downBias.withUnsafeBufferPointer { b in
+                    MatMul.linear(upp, rows: total, weight: layer.downWeight, bias: b.baseAddress!, into: tp, threads: threads)
                 }
                 Self.addLayerNorm(xp, tp, rows: total, width: h, weight: layer.outNormWeight, bias: layer.outNormBias, eps: eps, threads: threads)
             }}}}}
@@ -306,10 +298,8 @@ public final class BertModel: @unchecked Sendable {
     static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int, threads: Int) {
         let chunks = min(threads, max(1, count / 16384))
         Parallel.forEach(chunks, threads: chunks) { c in
-            for i in (count * c / chunks)..<(count * (c + 1) / chunks) {
-                let v = x[i]
-                x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752))
-            }
+            let lo = count * c / chunks, hi = count * (c + 1) / chunks
+            MatMul.gelu(x + lo, count: hi - lo)
         }
     }
 }

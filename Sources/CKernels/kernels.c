@@ -170,3 +170,8 @@ void c3po_silu_mul(int path, float *g, const float *u, long n) {
     if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) { c3po_silu_mul_avx512(g, u, n); return; }
     for (long i = 0; i < n; i++) g[i] = g[i] / (1 + expf(-g[i])) * u[i];
 }
+
+void c3po_gelu(int path, float *x, long n) {
+    if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) { c3po_gelu_avx512(x, n); return; }
+    for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1 + erff(x[i] * 0.70710678118654752f));
+}

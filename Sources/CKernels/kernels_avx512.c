@@ -233,7 +233,28 @@ T512 void c3po_silu_mul_avx512(float *g, const float *u, long n) {
     }
 }
 
+T512 void c3po_gelu_avx512(float *x, long n) {
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
+        __m512 a = _mm512_abs_ps(z);
+        __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), a, one));
+        __m512 p = _mm512_set1_ps(1.061405429f);
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+        p = _mm512_mul_ps(p, t);
+        __m512 erfa = _mm512_fnmadd_ps(p, exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)), one); // erf(|z|)
+        __m512 erfz = _mm512_mask_sub_ps(erfa, _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps(), erfa);
+        _mm512_mask_storeu_ps(x + i, mk, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erfz)));
+    }
+}
+
 #else
+void c3po_gelu_avx512(float *x, long n) { c3po_gelu(C3PO_PATH_SCALAR, x, n); }
 void c3po_softmax_avx512(float *x, long n) { c3po_softmax(C3PO_PATH_SCALAR, x, n); }
 void c3po_silu_mul_avx512(float *g, const float *u, long n) { c3po_silu_mul(C3PO_PATH_SCALAR, g, u, n); }
 void c3po_linear_avx512(C3PO_LINEAR_ARGS) { c3po_linear_scalar(x, ldx, w, dtype, ldw, y, ldy, m, n, k, accumulate); }

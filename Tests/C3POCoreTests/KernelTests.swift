@@ -90,6 +90,40 @@ final class KernelTests: XCTestCase {
         XCTAssertTrue(ran.contains("scalar"))
     }
 
+    func testPanelWeightsOnEveryPathAgainstTheReference() {
+        for path in KernelPath.allCases where path.isSupported {
+            for (m, n, k) in [(1, 1, 1), (3, 31, 7), (8, 32, 300), (9, 33, 257), (70, 100, 384), (17, 64, 600)] {
+                var rng = Rng(s: UInt64(m * 1000 + n + k))
+                let x = (0..<(m * k)).map { _ in rng.next() }, w = (0..<(n * k)).map { _ in rng.next() }, b = (0..<n).map { _ in rng.next() }
+                let panels = PanelWeights(w, outFeatures: n, inFeatures: k)
+                var y = [Float](repeating: .nan, count: m * n)
+                x.withUnsafeBufferPointer { xb in b.withUnsafeBufferPointer { bb in y.withUnsafeMutableBufferPointer { yb in
+                    MatMul.linear(xb.baseAddress!, rows: m, weight: panels, bias: bb.baseAddress!, into: yb.baseAddress!, threads: 2, path: path)
+                } } }
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s = Double(b[j]), mag = abs(Double(b[j]))
+                        for c in 0..<k { let p = Double(x[i * k + c]) * Double(w[j * k + c]); s += p; mag += abs(p) }
+                        XCTAssertLessThanOrEqual(abs(Double(y[i * n + j]) - s), 2e-6 * mag, "\(path) panels m=\(m) n=\(n) k=\(k) y[\(i), \(j)]")
+                    }
+                }
+            }
+        }
+    }
+
+    func testGELUOnEveryPathAgainstDoublePrecision() {
+        for path in KernelPath.allCases where path.isSupported {
+            var rng = Rng(s: 3)
+            let x = (0..<1000).map { _ in rng.next() * 8 }
+            var y = x
+            y.withUnsafeMutableBufferPointer { MatMul.gelu($0.baseAddress!, count: x.count, path: path) }
+            for (a, b) in zip(x, y) {
+                let want = 0.5 * Double(a) * (1 + erf(Double(a) / 2.0.squareRoot()))
+                XCTAssertEqual(Double(b), want, accuracy: 1e-6 * max(1, abs(want)), "\(path) gelu(\(a))")
+            }
+        }
+    }
+
     func testSoftmaxAndSiLUOnEveryPathAgainstDoublePrecision() {
         for path in KernelPath.allCases where path.isSupported {
             for n in [1, 5, 16, 17, 100, 513] {

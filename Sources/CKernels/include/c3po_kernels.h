@@ -74,12 +74,24 @@ const char *c3po_path_name(int path);
 void c3po_linear(int path, const float *x, long ldx, const void *w, int dtype, long ldw,
                  float *y, long ldy, long m, long n, long k, int accumulate);
 
+// f32 weights the caller holds in memory and may repack once (the embedder's layers): W [n, k]
+// (row stride ldw) as panels of 32 output features, [ceil(n/32)][k][32] floats, zero padded;
+// then y (+)= x · Wᵀ as c3po_linear, by outer products (no reductions). A panel range starts at
+// panels + (j / 32)·32·k for output feature j (a multiple of 32).
+long c3po_panel_floats(long n, long k);
+void c3po_pack_panels(const float *w, long ldw, long n, long k, float *panels);
+void c3po_linear_panels(int path, const float *x, long ldx, const float *panels, float *y, long ldy,
+                        long m, long n, long k, int accumulate);
+
 // Element-wise functions with exp, 16 lanes at a time where the path has AVX-512 (exp by a
 // degree-6 polynomial on [-ln2/2, ln2/2] and vscalefps, within 2 ulp of expf), else expf.
 // x[0..n) ← softmax(x) (max subtracted first).
 void c3po_softmax(int path, float *x, long n);
 // g[i] ← g[i] / (1 + exp(-g[i])) · u[i] (SwiGLU: silu(gate) · up).
 void c3po_silu_mul(int path, float *g, const float *u, long n);
+// x[i] ← x[i]/2 · (1 + erf(x[i]/√2)) (BERT's exact GELU); erf on AVX-512 by Abramowitz and
+// Stegun 7.1.26 (absolute error below 1.5e-7), else erff.
+void c3po_gelu(int path, float *x, long n);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,148 @@
+// Products with f32 weights that the caller owns and can repack once (the sentence embedder's
+// layers): W [n, k] is stored as panels of 32 output features, each panel [k][32] contiguous, so
+// the product is a sum of outer products, y[t, 32 columns] += x[t, c] · panel[c, :], with no
+// horizontal reduction: 8 tokens × 32 columns of accumulators (AVX-512: 16 registers, AVX2: 4
+// tokens × 32 columns), the activation broadcast from memory. k is taken in slices of 256 so
+// that a panel slice (32 KiB) stays in L1 while the chunk's token blocks pass over it; the
+// AVX-512 path packs each token block's slice as [c][8] (one cache line per two columns for
+// the 8 broadcasts, instead of 8 rows read 4 bytes at a time).
+#include "internal.h"
+
+long c3po_panel_floats(long n, long k) { return (n + 31) / 32 * 32 * k; }
+
+void c3po_pack_panels(const float *w, long ldw, long n, long k, float *panels) {
+    for (long p = 0; p < (n + 31) / 32; p++)
+        for (long c = 0; c < k; c++)
+            for (long j = 0; j < 32; j++) {
+                long r = p * 32 + j;
+                panels[(p * k + c) * 32 + j] = r < n ? w[r * ldw + c] : 0;
+            }
+}
+
+static void panels_scalar(const float *x, long ldx, const float *panels, float *y, long ldy, long m, long n, long k, int accumulate) {
+    for (long t = 0; t < m; t++)
+        for (long j = 0; j < n; j++) {
+            const float *col = panels + (j / 32) * k * 32 + (j % 32);
+            float s = 0;
+            for (long c = 0; c < k; c++) s += x[t * ldx + c] * col[c * 32];
+            c3po_store(y + t * ldy + j, s, accumulate);
+        }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define T256 __attribute__((target("avx2,fma,f16c")))
+
+// Packed tokens xp [c1 - c0][8] (missing tokens zero) × one panel's columns [0, nc) (nc ≤ 32)
+// over the k slice [c0, c1); stores mt ≤ 8 token rows.
+static T512 void panel_block512(const float *xp, const float *panel, float *y, long ldy,
+                                long mt, long nc, long c0, long c1, int accumulate) {
+    __m512 acc[8][2];
+    for (int t = 0; t < 8; t++) { acc[t][0] = _mm512_setzero_ps(); acc[t][1] = _mm512_setzero_ps(); }
+    for (long c = c0; c < c1; c++) {
+        __m512 w0 = _mm512_loadu_ps(panel + c * 32), w1 = _mm512_loadu_ps(panel + c * 32 + 16);
+        const float *xc = xp + (c - c0) * 8;
+        for (int t = 0; t < 8; t++) {
+            __m512 a = _mm512_set1_ps(xc[t]);
+            acc[t][0] = _mm512_fmadd_ps(a, w0, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(a, w1, acc[t][1]);
+        }
+    }
+    __mmask16 m0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1);
+    __mmask16 m1 = nc >= 32 ? 0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
+    for (long t = 0; t < mt; t++) {
+        float *yt = y + t * ldy;
+        if (accumulate) {
+            acc[t][0] = _mm512_add_ps(acc[t][0], _mm512_maskz_loadu_ps(m0, yt));
+            acc[t][1] = _mm512_add_ps(acc[t][1], _mm512_maskz_loadu_ps(m1, yt + 16));
+        }
+        _mm512_mask_storeu_ps(yt, m0, acc[t][0]);
+        _mm512_mask_storeu_ps(yt + 16, m1, acc[t][1]);
+    }
+}
+
+static T512 void panels_drive512(const float *x, long ldx, const float *panels, float *y, long ldy,
+                                 long m, long n, long k, int accumulate) {
+    const long slice = 256, chunk = 64;
+    float *xp = c3po_scratch(0, sizeof(float) * (size_t)(chunk * slice)); // [chunk / 8][slice][8]
+    for (long t0 = 0; t0 < m; t0 += chunk) {
+        long t1 = t0 + chunk < m ? t0 + chunk : m;
+        for (long c0 = 0; c0 < k; c0 += slice) {
+            long c1 = c0 + slice < k ? c0 + slice : k, w = c1 - c0;
+            for (long t = t0; t < t1; t += 8) {
+                float *blk = xp + (t - t0) / 8 * slice * 8;
+                for (long c = 0; c < w; c++)
+                    for (long i = 0; i < 8; i++) blk[c * 8 + i] = t + i < t1 ? x[(t + i) * ldx + c0 + c] : 0;
+            }
+            int acc = accumulate || c0 > 0;
+            for (long p = 0; p * 32 < n; p++) {
+                long nc = n - p * 32 < 32 ? n - p * 32 : 32;
+                for (long t = t0; t < t1; t += 8)
+                    panel_block512(xp + (t - t0) / 8 * slice * 8, panels + p * k * 32, y + t * ldy + p * 32, ldy,
+                                   t1 - t < 8 ? t1 - t : 8, nc, c0, c1, acc);
+            }
+        }
+    }
+}
+
+static T256 void panel_block256(const float *x, long ldx, const float *panel, float *y, long ldy,
+                                long mt, long nc, long c0, long c1, int accumulate) {
+    __m256 acc[4][4];
+    for (int t = 0; t < 4; t++) for (int v = 0; v < 4; v++) acc[t][v] = _mm256_setzero_ps();
+    const float *xs[4];
+    for (int t = 0; t < 4; t++) xs[t] = x + (t < mt ? t : mt - 1) * ldx;
+    for (long c = c0; c < c1; c++) {
+        __m256 w[4];
+        for (int v = 0; v < 4; v++) w[v] = _mm256_loadu_ps(panel + c * 32 + 8 * v);
+        for (int t = 0; t < 4; t++) {
+            __m256 a = _mm256_broadcast_ss(xs[t] + c);
+            for (int v = 0; v < 4; v++) acc[t][v] = _mm256_fmadd_ps(a, w[v], acc[t][v]);
+        }
+    }
+    for (long t = 0; t < mt; t++) {
+        float out[32];
+        for (int v = 0; v < 4; v++) _mm256_storeu_ps(out + 8 * v, acc[t][v]);
+        for (long j = 0; j < nc; j++) c3po_store(y + t * ldy + j, out[j], accumulate);
+    }
+}
+
+typedef void (*panel_fn)(const float *, long, const float *, float *, long, long, long, long, long, int);
+
+static void panels_drive(panel_fn fn, long rows, const float *x, long ldx, const float *panels, float *y, long ldy,
+                         long m, long n, long k, int accumulate) {
+    const long slice = 256, chunk = 64;
+    for (long t0 = 0; t0 < m; t0 += chunk) {
+        long t1 = t0 + chunk < m ? t0 + chunk : m;
+        for (long c0 = 0; c0 < k; c0 += slice) {
+            long c1 = c0 + slice < k ? c0 + slice : k;
+            int acc = accumulate || c0 > 0;
+            for (long p = 0; p * 32 < n; p++) {
+                long nc = n - p * 32 < 32 ? n - p * 32 : 32;
+                for (long t = t0; t < t1; t += rows)
+                    fn(x + t * ldx, ldx, panels + p * k * 32, y + t * ldy + p * 32, ldy, t1 - t < rows ? t1 - t : rows, nc, c0, c1, acc);
+            }
+        }
+    }
+}
+#endif
+
+void c3po_linear_panels(int path, const float *x, long ldx, const float *panels, float *y, long ldy,
+                        long m, long n, long k, int accumulate) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (!accumulate) for (long i = 0; i < m; i++) memset(y + i * ldy, 0, sizeof(float) * (size_t)n);
+        return;
+    }
+#if defined(__x86_64__)
+    if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) {
+        panels_drive512(x, ldx, panels, y, ldy, m, n, k, accumulate);
+        return;
+    }
+    if (path >= C3PO_PATH_AVX2 && c3po_path_supported(C3PO_PATH_AVX2)) {
+        panels_drive(panel_block256, 4, x, ldx, panels, y, ldy, m, n, k, accumulate);
+        return;
+    }
+#endif
+    panels_scalar(x, ldx, panels, y, ldy, m, n, k, accumulate);
+}
