@@ -127,6 +127,10 @@ void c3po_linear_scalar(C3PO_LINEAR_ARGS) {
     }
 }
 
+#ifndef AMX_F32_MIN_TOKENS
+#define AMX_F32_MIN_TOKENS 32
+#endif
+
 void c3po_linear(int path, const float *x, long ldx, const void *w, int dtype, long ldw,
                  float *y, long ldy, long m, long n, long k, int accumulate) {
     if (m <= 0 || n <= 0) return;
@@ -137,11 +141,11 @@ void c3po_linear(int path, const float *x, long ldx, const void *w, int dtype, l
     if (!c3po_path_supported(path)) path = C3PO_PATH_SCALAR;
     switch (path) {
     case C3PO_PATH_AMX:
-        // f32 weights stay f32. Below a few tokens the tiles are mostly padding and the widening
-        // path streams the weight faster: bf16 takes the tiles from 8 tokens on, f16 (which also
-        // pays a conversion of the weight per call) above 16 (crossovers measured with one
+        // Below a few tokens the tiles are mostly padding and the widening path streams the weight
+        // faster: bf16 takes the tiles from 8 tokens on; f16 and f32, whose weights are also
+        // converted into bf16 parts per call, above 16 and from 32 (crossovers measured with one
         // thread at expert shape, 512 × 1024: docs/benchmarks.md).
-        if ((dtype == C3PO_DTYPE_BF16 && m >= 8) || (dtype == C3PO_DTYPE_F16 && m > 16)) {
+        if ((dtype == C3PO_DTYPE_BF16 && m >= 8) || (dtype == C3PO_DTYPE_F16 && m > 16) || (dtype == C3PO_DTYPE_F32 && m >= AMX_F32_MIN_TOKENS)) {
             c3po_linear_amx(x, ldx, w, dtype, ldw, y, ldy, m, n, k, accumulate);
             return;
         }

@@ -8,6 +8,8 @@
 // call. f16 weights are converted per group of 64 rows into two bf16 parts (exact) in a scratch
 // buffer.
 //
+// f32 weights, with many tokens, are split into three bf16 parts per group the same way.
+//
 // Tiles: 0-3 accumulate 4 blocks of 16 weight rows × 16 tokens; 4 holds a weight tile, 5-7 the
 // three activation parts of one k step. Shapes the tiles do not cover (k not a multiple of 32,
 // the last n mod 16 rows) go to the avx512 path (f32 arithmetic).
@@ -100,6 +102,20 @@ static TAMX void pack_activations(const float *x, long ldx, long m, long k, uint
         _tile_dpbf16ps(i, 4, 6);             \
         _tile_dpbf16ps(i, 4, 7);             \
     } while (0)
+// f32 weights split in three, w0·(p0 + p1 + p2) + w1·(p0 + p1) + w2·p0 (the dropped products are
+// below 2^-24 of the product).
+#define STEP_F32(i, a, b, c, lda)            \
+    do {                                     \
+        _tile_loadd(4, (a), (lda));          \
+        _tile_dpbf16ps(i, 4, 5);             \
+        _tile_dpbf16ps(i, 4, 6);             \
+        _tile_dpbf16ps(i, 4, 7);             \
+        _tile_loadd(4, (b), (lda));          \
+        _tile_dpbf16ps(i, 4, 5);             \
+        _tile_dpbf16ps(i, 4, 6);             \
+        _tile_loadd(4, (c), (lda));          \
+        _tile_dpbf16ps(i, 4, 5);             \
+    } while (0)
 #define STEP_F16(i, a, b, lda)               \
     do {                                     \
         _tile_loadd(4, (a), (lda));          \
@@ -123,8 +139,11 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
     if (chunk > ((m + 15) & ~15L)) chunk = (m + 15) & ~15L;
     uint32_t *tiles = c3po_scratch(1, sizeof(uint32_t) * (size_t)(chunk / 16 * kblocks * 768));
     uint16_t *row = c3po_scratch(2, sizeof(uint16_t) * (size_t)(16 * 3 * k));
-    uint16_t *whi = NULL, *wlo = NULL;
+    // f16 and f32 weights are converted per group of 64 rows into bf16 parts (two, exact, for f16;
+    // three for f32) in scratch, rows of k.
+    uint16_t *whi = NULL, *wlo = NULL, *wl2 = NULL;
     if (dtype == C3PO_DTYPE_F16) { whi = c3po_scratch(3, sizeof(uint16_t) * (size_t)(2 * 64 * k)); wlo = whi + 64 * k; }
+    if (dtype == C3PO_DTYPE_F32) { whi = c3po_scratch(3, sizeof(uint16_t) * (size_t)(3 * 64 * k)); wlo = whi + 64 * k; wl2 = wlo + 64 * k; }
     float out[4][16][16];
     const uint16_t *wb = (const uint16_t *)w;
     for (long c0 = 0; c0 < m; c0 += chunk) {
@@ -132,11 +151,15 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
         pack_activations(x + c0 * ldx, ldx, mc, k, tiles, row);
         for (long j0 = 0; j0 < n16; j0 += 64) {
             int nb = (int)((n16 - j0) / 16 < 4 ? (n16 - j0) / 16 : 4);
-            const uint16_t *ahi = wb + j0 * ldw, *alo = NULL;
+            const uint16_t *ahi = wb + j0 * ldw, *alo = NULL, *al2 = NULL;
             long lda = 2 * ldw;
-            if (whi) {
+            if (dtype == C3PO_DTYPE_F16) {
                 for (int r = 0; r < 16 * nb; r++) split_f16_row(ahi + r * ldw, k, whi + r * k, wlo + r * k);
                 ahi = whi; alo = wlo; lda = 2 * k;
+            } else if (dtype == C3PO_DTYPE_F32) {
+                const float *wf = (const float *)w + j0 * ldw;
+                for (int r = 0; r < 16 * nb; r++) c3po_split_bf16(wf + r * ldw, k, whi + r * k, wlo + r * k, wl2 + r * k);
+                ahi = whi; alo = wlo; al2 = wl2; lda = 2 * k;
             }
             long rowstep = lda / 2 * 16; // elements from one 16-row block to the next
             for (long tb = 0; tb < tblocks; tb++) {
@@ -147,7 +170,13 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
                     _tile_loadd(6, xt + kb * 768 + 256, 64);
                     _tile_loadd(7, xt + kb * 768 + 512, 64);
                     const uint16_t *h = ahi + kb * 32;
-                    if (!alo) {
+                    if (al2) {
+                        const uint16_t *l = alo + kb * 32, *l2 = al2 + kb * 32;
+                        STEP_F32(0, h, l, l2, lda);
+                        if (nb > 1) STEP_F32(1, h + rowstep, l + rowstep, l2 + rowstep, lda);
+                        if (nb > 2) STEP_F32(2, h + 2 * rowstep, l + 2 * rowstep, l2 + 2 * rowstep, lda);
+                        if (nb > 3) STEP_F32(3, h + 3 * rowstep, l + 3 * rowstep, l2 + 3 * rowstep, lda);
+                    } else if (!alo) {
                         STEP_BF16(0, h, lda);
                         if (nb > 1) STEP_BF16(1, h + rowstep, lda);
                         if (nb > 2) STEP_BF16(2, h + 2 * rowstep, lda);
@@ -174,7 +203,8 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
         }
     }
     if (n16 < n)
-        c3po_linear_avx512(x, ldx, (const uint16_t *)w + n16 * ldw, dtype, ldw, y + n16, ldy, m, n - n16, k, accumulate);
+        c3po_linear_avx512(x, ldx, (const char *)w + (size_t)(n16 * ldw) * (dtype == C3PO_DTYPE_F32 ? 4 : 2), dtype, ldw,
+                           y + n16, ldy, m, n - n16, k, accumulate);
 }
 
 #else
