@@ -103,16 +103,7 @@ public enum MatMul {
                 c3po_linear_panels(path.rawValue, x, k, pb.baseAddress! + lo * k, y + lo, n, m, hi - lo, k, 0)
                 if let bias { for r in 0..<m { let row = y + r * n; for j in lo..<hi { row[j] += bias[j] } } }
             }
-            if threads <= 1 || blocks == 1 { for b in 0..<blocks { body(b) }; return }
-            let lock = NSLock()
-            var next = 0
-            DispatchQueue.concurrentPerform(iterations: min(threads, blocks)) { _ in
-                while true {
-                    lock.lock(); let b = next; next += 1; lock.unlock()
-                    if b >= blocks { break }
-                    body(b)
-                }
-            }
+            Parallel.dynamicForEach(blocks, workers: threads) { _, b in body(b) }
         }
     }
 
@@ -122,8 +113,8 @@ public enum MatMul {
         c3po_gelu(path.rawValue, x, n)
     }
 
-    /// The same over `threads` workers, output features split in blocks of 64 (one block per
-    /// worker when n is small), plus an optional bias. y [m, n] dense, x [m, k] dense.
+    /// The same over `threads` workers, output features split in blocks of 16 to 256 (about two
+    /// per worker), plus an optional bias. y [m, n] dense, x [m, k] dense.
     public static func linear(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: UnsafeRawPointer, dtype: WeightDType,
                               outFeatures n: Int, bias: UnsafePointer<Float>? = nil, into y: UnsafeMutablePointer<Float>,
                               threads: Int = Parallel.defaultThreads) {
@@ -136,15 +127,6 @@ public enum MatMul {
                 for r in 0..<m { let row = y + r * n; for j in lo..<hi { row[j] += bias[j] } }
             }
         }
-        if threads <= 1 || blocks == 1 { for b in 0..<blocks { body(b) }; return }
-        let lock = NSLock()
-        var next = 0
-        DispatchQueue.concurrentPerform(iterations: min(threads, blocks)) { _ in
-            while true {
-                lock.lock(); let b = next; next += 1; lock.unlock()
-                if b >= blocks { break }
-                body(b)
-            }
-        }
+        Parallel.dynamicForEach(blocks, workers: threads) { _, b in body(b) }
     }
 }

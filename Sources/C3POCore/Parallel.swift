@@ -20,4 +20,20 @@ public enum Parallel {
             for i in lo..<hi { body(i) }
         }
     }
+
+    /// Runs `body(worker, item)` for items 0..<count on up to `workers` threads, handing items out
+    /// one at a time (for items of unequal cost: experts with unequal token counts, weight blocks).
+    public static func dynamicForEach(_ count: Int, workers: Int, _ body: (Int, Int) -> Void) {
+        let n = max(1, min(workers, count))
+        if n == 1 { for i in 0..<count { body(0, i) }; return }
+        let lock = NSLock()
+        var next = 0
+        DispatchQueue.concurrentPerform(iterations: n) { w in
+            while true {
+                lock.lock(); let i = next; next += 1; lock.unlock()
+                if i >= count { break }
+                body(w, i)
+            }
+        }
+    }
 }

@@ -61,20 +61,11 @@ final class ScratchPool: @unchecked Sendable {
 }
 
 enum Kernels {
-    /// Runs `body(worker, item)` for items 0..<count on `workers` threads, handing items out
-    /// one at a time (experts carry unequal numbers of tokens, so static chunks would idle).
+    /// Parallel.dynamicForEach: items handed out one at a time (experts carry unequal numbers of
+    /// tokens, so static chunks would idle).
+    @inline(__always)
     static func dynamicForEach(_ count: Int, workers: Int, _ body: (Int, Int) -> Void) {
-        let n = max(1, min(workers, count))
-        if n == 1 { for i in 0..<count { body(0, i) }; return }
-        let lock = NSLock()
-        var next = 0
-        DispatchQueue.concurrentPerform(iterations: n) { w in
-            while true {
-                lock.lock(); let i = next; next += 1; lock.unlock()
-                if i >= count { break }
-                body(w, i)
-            }
-        }
+        Parallel.dynamicForEach(count, workers: workers, body)
     }
 
     /// y[T, out] = x[T, in] · Wᵀ, W [out, in]; output columns split in blocks (multiples of 64

@@ -102,20 +102,6 @@ static TAMX void pack_activations(const float *x, long ldx, long m, long k, uint
         _tile_dpbf16ps(i, 4, 6);             \
         _tile_dpbf16ps(i, 4, 7);             \
     } while (0)
-// f32 weights split in three, w0·(p0 + p1 + p2) + w1·(p0 + p1) + w2·p0 (the dropped products are
-// below 2^-24 of the product).
-#define STEP_F32(i, a, b, c, lda)            \
-    do {                                     \
-        _tile_loadd(4, (a), (lda));          \
-        _tile_dpbf16ps(i, 4, 5);             \
-        _tile_dpbf16ps(i, 4, 6);             \
-        _tile_dpbf16ps(i, 4, 7);             \
-        _tile_loadd(4, (b), (lda));          \
-        _tile_dpbf16ps(i, 4, 5);             \
-        _tile_dpbf16ps(i, 4, 6);             \
-        _tile_loadd(4, (c), (lda));          \
-        _tile_dpbf16ps(i, 4, 5);             \
-    } while (0)
 #define STEP_F16(i, a, b, lda)               \
     do {                                     \
         _tile_loadd(4, (a), (lda));          \
@@ -125,6 +111,14 @@ static TAMX void pack_activations(const float *x, long ldx, long m, long k, uint
         _tile_loadd(4, (b), (lda));          \
         _tile_dpbf16ps(i, 4, 5);             \
         _tile_dpbf16ps(i, 4, 6);             \
+    } while (0)
+// f32 weights split in three: the f16 step over the first two parts, w2·p0 for the third (the
+// dropped products are below 2^-24 of the product).
+#define STEP_F32(i, a, b, c, lda)            \
+    do {                                     \
+        STEP_F16(i, a, b, lda);              \
+        _tile_loadd(4, (c), (lda));          \
+        _tile_dpbf16ps(i, 4, 5);             \
     } while (0)
 
 TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
