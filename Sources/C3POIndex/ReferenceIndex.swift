@@ -352,6 +352,13 @@ public final class ReferenceIndex: @unchecked Sendable {
     /// reference that is a near-copy of the test question is dropped) and rows for which
     /// `exclude` is true are skipped; the search widens until k remain or the index is
     /// exhausted.
+    /// Whether searches skip faiss for the exact scan on our kernels (a `Flat` inner-product
+    /// index: the same vectors, the same answer). `C3PO_FAISS_FLAT=1` keeps faiss (to compare).
+    var exactScan: Bool {
+        manifest.factory == "Flat" && manifest.metric == "inner_product"
+            && ProcessInfo.processInfo.environment["C3PO_FAISS_FLAT"] != "1"
+    }
+
     public func search(_ queries: [Float], k: Int, maxSimilarity: Float? = nil, exclude: ((Int) -> Bool)? = nil) throws -> [[Neighbor]] {
         guard k > 0 else { throw ReferenceIndexError.badArgument("k must be positive, got \(k)") }
         guard queries.count % dimension == 0 else {
@@ -366,7 +373,9 @@ public final class ReferenceIndex: @unchecked Sendable {
             var batch = [Float]()
             batch.reserveCapacity(pending.count * dimension)
             for q in pending { batch.append(contentsOf: queries[(q * dimension)..<((q + 1) * dimension)]) }
-            let hits = try faiss.search(batch, k: width)
+            // A Flat inner-product index is answered by our exact scan of the same vectors.
+            let hits = exactScan ? ExactScan.search(batch, rows: embeddings, dimension: dimension, k: width)
+                                 : try faiss.search(batch, k: width)
             var still: [Int] = []
             for (j, q) in pending.enumerated() {
                 var kept: [Neighbor] = []
