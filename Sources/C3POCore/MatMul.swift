@@ -113,12 +113,13 @@ public enum MatMul {
         c3po_gelu(path.rawValue, x, n)
     }
 
-    /// The same over `threads` workers, output features split in blocks of 16 to 256 (about two
-    /// per worker), plus an optional bias. y [m, n] dense, x [m, k] dense.
+    /// The same over `threads` workers, output features split in blocks (multiples of 64 rows,
+    /// 64 to 1024, about two per worker: each block packs the activations once on the amx
+    /// path), plus an optional bias. y [m, n] dense, x [m, k] dense.
     public static func linear(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: UnsafeRawPointer, dtype: WeightDType,
                               outFeatures n: Int, bias: UnsafePointer<Float>? = nil, into y: UnsafeMutablePointer<Float>,
                               threads: Int = Parallel.defaultThreads) {
-        let block = max(16, min(256, ((n + 2 * threads - 1) / (2 * threads) + 15) / 16 * 16))
+        let block = max(64, min(1024, ((n + 2 * threads - 1) / (2 * threads) + 63) / 64 * 64))
         let blocks = (n + block - 1) / block
         let body = { (b: Int) in
             let lo = b * block, hi = min(n, lo + block)

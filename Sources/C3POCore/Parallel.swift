@@ -37,3 +37,24 @@ public enum Parallel {
         }
     }
 }
+
+/// Per-worker scratch buffers, grown on demand.
+public final class ScratchPool: @unchecked Sendable {
+    private var buffers: [UnsafeMutablePointer<Float>]
+    private var sizes: [Int]
+    public init(workers: Int) {
+        buffers = (0..<workers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 1) }
+        sizes = Array(repeating: 1, count: workers)
+    }
+    deinit { for b in buffers { b.deallocate() } }
+    public var workers: Int { buffers.count }
+    /// Worker `w`'s buffer of at least `count` floats (only worker `w` may call this for `w`).
+    public func buffer(_ w: Int, _ count: Int) -> UnsafeMutablePointer<Float> {
+        if sizes[w] < count {
+            buffers[w].deallocate()
+            buffers[w] = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            sizes[w] = count
+        }
+        return buffers[w]
+    }
+}

@@ -22,7 +22,7 @@ public enum ExactScan {
         let workers = max(1, min(threads, blocks * groups))
         // tops[w][q]: worker w's best kk of query q, best first.
         var tops = [[[Hit]]](repeating: [[Hit]](repeating: [], count: n), count: workers)
-        let scratch = ScratchFloats(workers: workers, floats: queryGroup * blockRows)
+        let scratch = ScratchPool(workers: workers)
         queries.withUnsafeBufferPointer { qb in
             rows.withUnsafeBytes { rb in
                 tops.withUnsafeMutableBufferPointer { tb in
@@ -31,7 +31,7 @@ public enum ExactScan {
                         let g = task / blocks, b = task % blocks
                         let q0 = g * queryGroup, qn = min(queryGroup, n - q0)
                         let r0 = b * blockRows, rn = min(blockRows, count - r0)
-                        let scores = scratch.buffer(w) // [qn, rn]
+                        let scores = scratch.buffer(w, qn * rn) // [qn, rn]
                         MatMul.linear(qb.baseAddress! + q0 * d, ldx: d, weight: rb.baseAddress! + 4 * r0 * d, dtype: .f32, ldw: d,
                                       into: scores, ldy: rn, m: qn, n: rn, k: d)
                         for i in 0..<qn {
@@ -63,13 +63,5 @@ public enum ExactScan {
         guard i < limit else { return }
         top.insert(h, at: i)
         if top.count > limit { top.removeLast() }
-    }
-
-    /// One scores buffer per worker.
-    final class ScratchFloats: @unchecked Sendable {
-        private let buffers: [UnsafeMutablePointer<Float>]
-        init(workers: Int, floats: Int) { buffers = (0..<workers).map { _ in .allocate(capacity: floats) } }
-        deinit { for b in buffers { b.deallocate() } }
-        func buffer(_ w: Int) -> UnsafeMutablePointer<Float> { buffers[w] }
     }
 }

@@ -91,7 +91,7 @@ public struct ReferencePool: Sendable {
             var rng = SplitMix64(seed: seed &+ UInt64(qi) &* 0x9E37_79B9)
             var picked: [Hit] = []
             while picked.count < k, !pool.isEmpty {
-                let j = Int(rng.next() % UInt64(pool.count))
+                let j = rng.below(pool.count)
                 pool.swapAt(j, pool.count - 1)
                 picked.append(pool.removeLast())
             }

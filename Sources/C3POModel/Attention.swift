@@ -20,7 +20,7 @@ struct CausalAttention {
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
         let block = 64
-        Kernels.dynamicForEach(heads, workers: pool.workers) { worker, h in
+        Parallel.dynamicForEach(heads, workers: pool.workers) { worker, h in
             let kvh = h / group // repeat_kv: query head h reads key/value head h / group
             let buffer = pool.buffer(worker, block * total + d * total)
             let scores = buffer             // [≤ block, total]

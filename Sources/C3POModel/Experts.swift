@@ -29,7 +29,7 @@ struct ExpertBank {
         defer { slots.deallocate() }
         let (h, n) = (hidden, inter)
         let prof = StageProfile.shared
-        Kernels.dynamicForEach(active.count, workers: pool.workers) { worker, ai in
+        Parallel.dynamicForEach(active.count, workers: pool.workers) { worker, ai in
             let e = active[ai]
             let rows = assigned[e]
             let m = rows.count

@@ -39,47 +39,12 @@ struct WeightMatrix: @unchecked Sendable {
     }
 }
 
-/// Per-worker scratch buffers, grown on demand.
-final class ScratchPool: @unchecked Sendable {
-    private var buffers: [UnsafeMutablePointer<Float>]
-    private var sizes: [Int]
-    init(workers: Int) {
-        buffers = (0..<workers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 1) }
-        sizes = Array(repeating: 1, count: workers)
-    }
-    deinit { for b in buffers { b.deallocate() } }
-    var workers: Int { buffers.count }
-    /// Worker `w`'s buffer of at least `count` floats (only worker `w` may call this for `w`).
-    func buffer(_ w: Int, _ count: Int) -> UnsafeMutablePointer<Float> {
-        if sizes[w] < count {
-            buffers[w].deallocate()
-            buffers[w] = UnsafeMutablePointer<Float>.allocate(capacity: count)
-            sizes[w] = count
-        }
-        return buffers[w]
-    }
-}
-
 enum Kernels {
-    /// Parallel.dynamicForEach: items handed out one at a time (experts carry unequal numbers of
-    /// tokens, so static chunks would idle).
-    @inline(__always)
-    static func dynamicForEach(_ count: Int, workers: Int, _ body: (Int, Int) -> Void) {
-        Parallel.dynamicForEach(count, workers: workers, body)
-    }
-
-    /// y[T, out] = x[T, in] · Wᵀ, W [out, in]; output columns split in blocks (multiples of 64
-    /// rows, about two per worker) handed out to the workers.
+    /// y[T, out] = x[T, in] · Wᵀ, W [out, in], over the pool's workers (MatMul.linear).
     static func linear(_ x: UnsafePointer<Float>, rows t: Int, weight w: WeightMatrix,
                        into y: UnsafeMutablePointer<Float>, pool: ScratchPool) {
-        let blockRows = max(64, min(1024, ((w.rows + 2 * pool.workers - 1) / (2 * pool.workers) + 63) / 64 * 64))
-        let blocks = (w.rows + blockRows - 1) / blockRows
-        dynamicForEach(blocks, workers: pool.workers) { _, b in
-            var laps = StageProfile.Laps(StageProfile.shared)
-            defer { laps.lap("linear.blocks") }
-            let lo = b * blockRows, hi = min(w.rows, lo + blockRows)
-            w.product(x, ldx: w.cols, tokens: t, rows: lo, hi, into: y + lo, ldo: w.rows) // y[:, lo..<hi]
-        }
+        MatMul.linear(x, rows: t, inFeatures: w.cols, weight: w.pointer(row: 0), dtype: w.dtype, outFeatures: w.rows,
+                      into: y, threads: pool.workers)
     }
 
     /// In place: each row of x [t, n] ← x / sqrt(mean(x²) + eps) · weight (OlmoeRMSNorm, f32).

@@ -22,7 +22,10 @@ final class BLASTests: XCTestCase {
         let w: [Float] = [1, 2, 3, 4, 5, 6]
         let bias: [Float] = [10, 20]
         var y = [Float](repeating: 0, count: 2)
-        BLAS.linear(x, rows: 1, inFeatures: 3, weight: w, outFeatures: 2, bias: bias, into: &y)
+        x.withUnsafeBufferPointer { xb in w.withUnsafeBytes { wb in bias.withUnsafeBufferPointer { bb in y.withUnsafeMutableBufferPointer { yb in
+            MatMul.linear(xb.baseAddress!, rows: 1, inFeatures: 3, weight: wb.baseAddress!, dtype: .f32, outFeatures: 2,
+                          bias: bb.baseAddress!, into: yb.baseAddress!, threads: 1)
+        } } } }
         XCTAssertEqual(y, [1 - 3 + 10, 4 - 6 + 20])
     }
 }

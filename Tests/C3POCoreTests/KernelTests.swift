@@ -6,12 +6,11 @@ import XCTest
 /// skipped. Shapes cover the remainders of every blocking: tokens not a multiple of 4 or 16,
 /// rows not a multiple of 4/16/64, k not a multiple of 8/16/32, strides wider than the data.
 final class KernelTests: XCTestCase {
+    /// Test values in [-1, 1) from the project's generator.
     struct Rng {
-        var s: UInt64
-        mutating func next() -> Float {
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s) >> 40) / Float(1 << 23) // ~[-1, 1)
-        }
+        var g: SplitMix64
+        init(s: UInt64) { g = SplitMix64(seed: s) }
+        mutating func next() -> Float { Float(g.uniform() * 2 - 1) }
     }
 
     static func store(_ v: [Float], as dtype: WeightDType) -> [UInt8] {

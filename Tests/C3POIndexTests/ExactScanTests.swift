@@ -1,3 +1,4 @@
+import C3POCore
 import C3POIndex
 import XCTest
 
@@ -6,11 +7,8 @@ import XCTest
 /// and query groups; ties go to the lower row.
 final class ExactScanTests: XCTestCase {
     func unitVectors(_ n: Int, _ d: Int, seed: UInt64) -> [Float] {
-        var s = seed
-        var v = (0..<(n * d)).map { _ -> Float in
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s) >> 40) / Float(1 << 23)
-        }
+        var rng = SplitMix64(seed: seed)
+        var v = (0..<(n * d)).map { _ in Float(rng.uniform() * 2 - 1) }
         for i in 0..<n {
             var norm: Float = 0
             for j in 0..<d { norm += v[i * d + j] * v[i * d + j] }

@@ -13,11 +13,8 @@ final class ScanBenchmarkTests: XCTestCase {
             throw XCTSkip("set C3PO_BENCH_SCAN=<references> to run the scan benchmark")
         }
         let d = 384, threads = Parallel.defaultThreads
-        var seed: UInt64 = 1
-        let rows = (0..<(count * d)).map { _ -> Float in
-            seed = seed &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: seed) >> 40) / Float(1 << 23) / 20
-        }
+        var rng = SplitMix64(seed: 1)
+        let rows = (0..<(count * d)).map { _ in Float(rng.uniform() * 2 - 1) / 20 }
         let query = Array(rows[0..<d])
         func median(_ f: () -> Void) -> Double {
             f()

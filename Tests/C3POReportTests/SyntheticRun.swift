@@ -26,24 +26,13 @@ struct SyntheticRun {
     var distinctRows = 64
 
     /// A deterministic generator (the test data must not change between runs).
-    struct Rand {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-    }
+    typealias Rand = SplitMix64
 
     /// Router-like distributions: a softmax with a few boosted experts (peaky, as trained
     /// routers are), each as a JSON array literal and as floats.
     func pathwayRows(_ rng: inout Rand) -> [(json: String, values: [Float])] {
         (0..<distinctRows).map { _ in
-            var logits = (0..<experts).map { _ in (rng.unit() - 0.5) * 3 }
+            var logits = (0..<experts).map { _ in (rng.uniform() - 0.5) * 3 }
             for _ in 0..<min(8, experts) { logits[rng.below(experts)] += 2.5 }
             let m = logits.max() ?? 0
             let ex = logits.map { Foundation.exp($0 - m) }
@@ -61,7 +50,7 @@ struct SyntheticRun {
 
     /// Writes the runs and the index under a fresh temporary folder.
     func write(seed: UInt64 = 1) throws -> Written {
-        var rng = Rand(state: seed)
+        var rng = Rand(seed: seed)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-report-\(UUID().uuidString)")
         let indexDir = dir.appendingPathComponent("index")
         try FileManager.default.createDirectory(at: indexDir, withIntermediateDirectories: true)
@@ -93,9 +82,9 @@ struct SyntheticRun {
         struct Q { var id: String; var task: String; var baseRight: Bool; var nb: [(Int, Float)]; var base: [Int]; var draw: [Double] }
         var qs: [Q] = []
         for i in 0..<questions {
-            let nb = (0..<k).map { _ in (rng.below(references), Float(0.5 + 0.45 * rng.unit())) }.sorted { $0.1 > $1.1 }
-            qs.append(Q(id: "q-\(i)", task: tasks[i % tasks.count], baseRight: rng.unit() >= baseWrong, nb: nb,
-                        base: (0..<criticalLayers.count).map { _ in rng.below(rows.count) }, draw: runs.map { _ in rng.unit() }))
+            let nb = (0..<k).map { _ in (rng.below(references), Float(0.5 + 0.45 * rng.uniform())) }.sorted { $0.1 > $1.1 }
+            qs.append(Q(id: "q-\(i)", task: tasks[i % tasks.count], baseRight: rng.uniform() >= baseWrong, nb: nb,
+                        base: (0..<criticalLayers.count).map { _ in rng.below(rows.count) }, draw: runs.map { _ in rng.uniform() }))
         }
         var files: [URL] = []
         for (ri, run) in runs.enumerated() {
