@@ -55,8 +55,8 @@ public struct BuildCommand: ParsableCommand {
     @Flag(help: "Skip invalid records (named on stderr, counted in the manifest) instead of stopping.")
     public var skipInvalid = false
 
-    @Option(help: ArgumentHelp("Largest uncompressed size, in bytes, of one archive entry and of one archive in total.", valueName: "bytes"))
-    public var maxArchiveBytes: Int64 = 4 << 30
+    @Option(help: ArgumentHelp("Largest uncompressed size, in bytes, of one archive entry and of one archive in total (with --reference; default 4 GiB).", valueName: "bytes"))
+    public var maxArchiveBytes: Int64?
 
     @Option(help: ArgumentHelp("Precomputed float32 .npy embeddings [records, dimension], one row per record kept after the correctness and validity filters, in row order; skips the embedder (with --reference).", valueName: "file"))
     public var embeddings: String?
@@ -75,11 +75,14 @@ public struct BuildCommand: ParsableCommand {
     public func validate() throws {
         if model != nil || !benchmarks.isEmpty {
             guard model != nil, !benchmarks.isEmpty else { throw ValidationError("--model and --benchmark go together") }
-            guard references.isEmpty, embeddings == nil else { throw ValidationError("--model/--benchmark cannot be combined with --reference or --embeddings") }
-            // Options of archive builds that a --model build would otherwise ignore without a word.
-            let archiveOnly = [(dedup != nil, "--dedup"), (skipInvalid, "--skip-invalid"), (!searchParameters.isEmpty, "--search-parameter")]
+            guard references.isEmpty else { throw ValidationError("--model/--benchmark cannot be combined with --reference: an index holds the pathways of one source") }
+            // Options that have no meaning for a model run over benchmark files are refused, never ignored.
+            let archiveOnly = [(embeddings != nil, "--embeddings (build-time tuning embeds every recorded question itself)"),
+                               (embedderId != nil, "--embedder-id"),
+                               (maxArchiveBytes != nil, "--max-archive-bytes (no archive is read)"),
+                               (skipInvalid, "--skip-invalid (a benchmark line that is not valid stops the build when the file is read; a question the model cannot run is always skipped, named on stderr and counted in filters.skipped_invalid)")]
                 .filter(\.0).map(\.1)
-            guard archiveOnly.isEmpty else { throw ValidationError("\(archiveOnly.joined(separator: ", ")): for --reference builds only, not with --model") }
+            guard archiveOnly.isEmpty else { throw ValidationError("not with --model: \(archiveOnly.joined(separator: "; ")); these apply to --reference builds") }
         } else {
             guard !references.isEmpty else { throw ValidationError("give at least one --reference archive (or --model with --benchmark)") }
             if let file = references.first(where: { $0.hasSuffix(".jsonl") }) {
@@ -87,7 +90,7 @@ public struct BuildCommand: ParsableCommand {
             }
         }
         if let d = dedup, !(d > 0 && d <= 1) { throw ValidationError("--dedup must be in (0, 1], got \(d)") }
-        guard maxArchiveBytes > 0 else { throw ValidationError("--max-archive-bytes must be positive") }
+        if let m = maxArchiveBytes, m <= 0 { throw ValidationError("--max-archive-bytes must be positive") }
         if embedderId != nil && embeddings == nil { throw ValidationError("--embedder-id needs --embeddings") }
         _ = try parsedSearchParameters()
     }
@@ -110,65 +113,54 @@ public struct BuildCommand: ParsableCommand {
     }
 
     var archiveOptions: ReferenceArchive.Options {
-        ReferenceArchive.Options(includeIncorrect: includeIncorrect, skipInvalid: skipInvalid,
-                                 limits: .init(maxEntryBytes: maxArchiveBytes, maxTotalBytes: maxArchiveBytes))
+        let limit = maxArchiveBytes ?? (4 << 30)
+        return ReferenceArchive.Options(skipInvalid: skipInvalid, limits: .init(maxEntryBytes: limit, maxTotalBytes: limit))
     }
 
-    var builderOptions: ReferenceIndexBuilder.Options {
+    var builderOptions: IndexBuilder.Options {
         get throws {
-            ReferenceIndexBuilder.Options(factory: factory, dedup: dedup, batchSize: embedderOptions.batchSize,
-                                          searchParameters: try parsedSearchParameters(), progress: !quiet)
+            IndexBuilder.Options(factory: factory, dedup: dedup, includeIncorrect: includeIncorrect, skipInvalid: skipInvalid,
+                                 batchSize: embedderOptions.batchSize, searchParameters: try parsedSearchParameters(), progress: !quiet)
         }
     }
 
-    /// Step 1: the reference records and pathways (more sources plug in here).
-    func loadReferences() throws -> ReferenceSet {
-        let note: (String) -> Void = quiet ? { _ in } : { StandardError.write($0 + "\n") }
-        let set = try ReferenceIndexBuilder.load(archives: references.map { URL(fileURLWithPath: $0) },
-                                                 options: archiveOptions, note: note)
-        note("records: \(set.count) kept, \(set.skippedIncorrect) incorrect skipped, \(set.skippedInvalid) invalid skipped")
-        return set
-    }
-
-    /// Step 2: embeddings (from the embedder or --embeddings) and dedup.
-    func makeContents(_ set: ReferenceSet) throws -> IndexContents {
-        let filters = IndexManifest.Filters(includeIncorrect: includeIncorrect, skipInvalid: skipInvalid)
-        if let path = embeddings {
-            let url = URL(fileURLWithPath: path)
-            let (header, values) = try NPY.readFloats(url)
-            guard header.shape.count == 2, header.shape[0] == set.count, header.shape[1] > 0 else {
-                throw ReferenceIndexError.invalid(url, "shape \(header.shape), expected [\(set.count), dimension] (one row per kept record)")
-            }
-            var contents = try ReferenceIndexBuilder.contents(
-                of: set, embeddings: values, embedderID: embedderId ?? "precomputed:\(url.lastPathComponent)",
-                dimension: header.shape[1], options: try builderOptions, filters: filters)
-            contents.sources.append(.init(path: url.lastPathComponent, kind: "embeddings",
+    /// The vectors of an archive build: `--embeddings`, else the embedder.
+    func vectors() throws -> IndexBuilder.Vectors {
+        guard let path = embeddings else { return .embedder(try embedderOptions.load()) }
+        let url = try InputPaths.file(path, "embeddings file")
+        let (header, values) = try NPY.readFloats(url)
+        guard header.shape.count == 2, header.shape[1] > 0 else {
+            throw ReferenceIndexError.invalid(url, "shape \(header.shape), expected [records, dimension] (one row per kept record)")
+        }
+        return .precomputed(values, dimension: header.shape[1], id: embedderId ?? "precomputed:\(url.lastPathComponent)",
+                            source: .init(path: url.lastPathComponent, kind: "embeddings",
                                           sha256: try SHA256Hasher.hexDigest(ofFile: url), records: header.shape[0]))
-            return contents
-        }
-        let embedder = try embedderOptions.load()
-        return try ReferenceIndexBuilder.contents(of: set, embedder: embedder, options: try builderOptions, filters: filters)
     }
 
     public func run() throws {
         let start = Date()
-        if let model {
-            var o = BenchmarkIndexBuilder.Options()
-            o.includeIncorrect = includeIncorrect; o.factory = factory; o.batchSize = embedderOptions.batchSize; o.progress = !quiet
-            let benchmarkURLs = try benchmarks.map { try InputPaths.file($0, "benchmark file") }
-            let m = try BenchmarkIndexBuilder.build(model: try ModelLoader.load(directory: try InputPaths.model(model)),
-                                                    embedder: try embedderOptions.load(),
-                                                    benchmarks: benchmarkURLs,
-                                                    out: URL(fileURLWithPath: out), options: o)
-            print("wrote \(out): \(m.count) records, \(m.layers)x\(m.experts) pathways, mixing \(m.mixing.source), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-            return
-        }
-        let set = try loadReferences()
-        let contents = try makeContents(set)
+        let note: (String) -> Void = quiet ? { _ in } : { StandardError.write($0 + "\n") }
         let outURL = URL(fileURLWithPath: out)
-        if !quiet { StandardError.write("building faiss index \"\(factory)\" over \(contents.count) vectors\n") }
-        let manifest = try IndexWriter.write(contents, factory: factory, to: outURL)
+        // Step 1, the source: records with pathways, from archives or from the model.
+        let set: ReferenceSet, vectors: IndexBuilder.Vectors
+        var model: RoutedMoEModel?
+        if let path = self.model {
+            let m = try ModelOptions.load(path)
+            let benchmarkURLs = try benchmarks.map { try InputPaths.file($0, "benchmark file") }
+            vectors = .embedder(try embedderOptions.load())
+            set = try PathwayRecorder.referenceSet(model: m, benchmarks: benchmarkURLs, out: outURL, progress: !quiet, note: note)
+            model = m
+        } else {
+            set = try IndexBuilder.load(archives: references.map { URL(fileURLWithPath: $0) }, options: archiveOptions, note: note)
+            note("records: \(set.count) valid (\(set.records.filter(\.correct).count) correct), \(set.skippedInvalid) invalid skipped")
+            vectors = try self.vectors()
+        }
+        // Step 2, the same for both: filter, embed, dedup, FAISS, tuning (with a model), atomic write.
+        let tuner = model.map { LeaveOneOutTuner(model: $0) }
+        let manifest = try IndexBuilder.build(set, vectors: vectors, model: model?.identity, tuner: tuner,
+                                              out: outURL, options: try builderOptions, note: note)
+        if model != nil { try? FileManager.default.removeItem(at: PathwayRecorder.workDirectory(for: outURL)) }
         let tasks = manifest.tasks.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        print("wrote \(outURL.path): \(manifest.count) records (\(tasks)), dimension \(manifest.embedder.dimension), \(manifest.layers)x\(manifest.experts) pathways, \(manifest.factory), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        print("wrote \(outURL.path): \(manifest.count) records (\(tasks)), dimension \(manifest.embedder.dimension), \(manifest.layers)x\(manifest.experts) pathways, \(manifest.factory), mixing \(manifest.mixing.source), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
     }
 }

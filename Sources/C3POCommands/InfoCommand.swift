@@ -10,8 +10,7 @@ public struct InfoCommand: ParsableCommand {
         abstract: "Describe a reference index: counts per task, embedder, pathway shape, faiss type, size on disk."
     )
 
-    @Option(help: ArgumentHelp("Index folder written by `c3po-index build`.", valueName: "dir"))
-    public var index: String
+    @OptionGroup public var indexOptions: IndexOptions
 
     @Flag(help: "Print one JSON object on stdout.")
     public var json = false
@@ -83,10 +82,10 @@ public struct InfoCommand: ParsableCommand {
     }
 
     public func run() throws {
-        let dir = try InputPaths.index(index)
-        let idx = try ReferenceIndex(directory: dir)
+        let dir = try indexOptions.directory()
+        let idx = try indexOptions.load()
         let m = idx.manifest
-        let hasWeights = FileManager.default.fileExists(atPath: dir.appendingPathComponent(ReferenceIndex.taskWeightsFile).path)
+        let hasWeights = idx.taskWeights != nil
         let report = Report(count: idx.count, dimension: m.embedder.dimension, embedder: m.embedder.id, layers: m.layers,
                             experts: m.experts, tasks: m.tasks, factory: m.factory, metric: m.metric,
                             formatVersion: m.formatVersion, created: m.created, sizeBytes: Self.sizeOnDisk(dir),

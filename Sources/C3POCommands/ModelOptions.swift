@@ -9,7 +9,10 @@ public struct ModelOptions: ParsableArguments {
 
     public init() {}
 
-    public func load() throws -> RoutedMoEModel {
-        try ModelLoader.load(directory: try InputPaths.model(model))
+    public func load() throws -> RoutedMoEModel { try Self.load(model) }
+
+    /// The one place a command loads a checkpoint (`path` as the user typed it).
+    static func load(_ path: String) throws -> RoutedMoEModel {
+        try ModelLoader.load(directory: try InputPaths.model(path))
     }
 }

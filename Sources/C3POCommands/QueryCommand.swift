@@ -11,8 +11,7 @@ public struct QueryCommand: ParsableCommand {
         abstract: "Find the k nearest reference records (cosine similarity) of one or more questions."
     )
 
-    @Option(help: ArgumentHelp("Index folder written by `c3po-index build`.", valueName: "dir"))
-    public var index: String
+    @OptionGroup public var indexOptions: IndexOptions
 
     @Option(help: ArgumentHelp("Neighbours per query.", valueName: "n"))
     public var k: Int = 3
@@ -75,7 +74,7 @@ public struct QueryCommand: ParsableCommand {
     }
 
     public func run() throws {
-        let idx = try ReferenceIndex(directory: try InputPaths.index(index))
+        let idx = try indexOptions.load()
         for (name, value) in try BuildCommand.parseSearchParameters(searchParameters).sorted(by: { $0.key < $1.key }) {
             try idx.setSearchParameter(name, value)
         }

@@ -9,6 +9,7 @@ import Foundation
 extension MixingMethod: ExpressibleByArgument {}
 extension MixingKernel: ExpressibleByArgument {}
 extension NeighborDraw: ExpressibleByArgument {}
+extension AlphaChoice: ExpressibleByArgument {}
 
 /// `c3po-apply run` (the default subcommand): answers a test set with the base model
 /// and with C3PO re-mixing; per-sample JSONL, emitted pathways, a summary.
@@ -27,11 +28,9 @@ public struct RunCommand: ParsableCommand {
         """
     )
 
-    @Option(help: ArgumentHelp("Index folder (Index/README.md), e.g. Index/NAME.", valueName: "dir"))
-    public var index: String
+    @OptionGroup public var indexOptions: IndexOptions
 
-    @Option(help: ArgumentHelp("MoE checkpoint folder (config.json, *.safetensors, tokenizer.json).", valueName: "dir"))
-    public var model: String
+    @OptionGroup public var modelOptions: ModelOptions
 
     @Option(help: ArgumentHelp("Test set in the dataset schema (Datasets/README.md), JSONL.", valueName: "file"))
     public var test: String
@@ -55,7 +54,7 @@ public struct RunCommand: ParsableCommand {
     public var coreExperts: Int = MixingDefaults.coreExperts
 
     @Option(help: ArgumentHelp("alpha in w <- alpha w + (1 - alpha) w_mixed, the share of the router's own routing: 'index' (per task, from the index), 'search' (the paper's per-sample search on the neighbours' loss; costly), or a number in [0, 1].", valueName: "index|search|A"))
-    public var alpha: String = "index"
+    public var alpha: AlphaChoice = .index
 
     @Option(name: .customLong("max-similarity"), help: ArgumentHelp("Drop references whose question similarity to the test question exceeds this (overlap).", valueName: "s"))
     public var maxSimilarity: Float = MixingDefaults.maxSimilarity
@@ -92,7 +91,6 @@ public struct RunCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        guard AlphaChoice(argument: alpha) != nil else { throw ValidationError("--alpha must be 'index', 'search' or a number in [0, 1], got '\(alpha)'") }
         guard k >= 1 else { throw ValidationError("--k must be at least 1, got \(k)") }
         guard criticalLayers >= 1 else { throw ValidationError("--critical-layers must be at least 1, got \(criticalLayers)") }
         guard coreExperts >= 1 else { throw ValidationError("--core-experts must be at least 1, got \(coreExperts)") }
@@ -103,25 +101,24 @@ public struct RunCommand: ParsableCommand {
     }
 
     public func run() throws {
-        let indexURL = try InputPaths.index(index)
+        _ = try indexOptions.directory()
         let questions = try MCDataset.load(try InputPaths.file(test, "test file"))
-        let refIndex = try ReferenceIndex(directory: indexURL)
-        let model = try ModelLoader.load(directory: try InputPaths.model(self.model))
-        try IndexCompatibility.check(refIndex.manifest, directory: indexURL, model: model.identity)
+        let refIndex = try indexOptions.load()
+        let model = try modelOptions.load()
+        try refIndex.checkCompatible(model: model.identity)
         let embedder = try embedderOptions.load()
         try refIndex.checkCompatible(embedder)
-        let taskWeights = try TaskWeights.load(indexDirectory: indexURL)
 
         var options = RunnerOptions()
         options.method = method; options.k = k; options.kernel = kernel; options.bandwidth = bandwidth
         options.criticalLayerCount = criticalLayers; options.coreExperts = coreExperts
-        options.alpha = AlphaChoice(argument: alpha) ?? .index
+        options.alpha = alpha
         options.maxSimilarity = maxSimilarity; options.limit = limit
         options.neighborDraw = neighbors; options.seed = seed
         options.embedBatchSize = embedderOptions.batchSize; options.progress = !quiet
         options.similarityFloor = similarityFloor
         let runner = try C3PORunner(model: model, embedder: embedder, pool: try ReferencePool(index: refIndex),
-                                    taskWeights: taskWeights, options: options,
+                                    taskWeights: refIndex.taskWeights, options: options,
                                     defaultAlpha: Float(refIndex.manifest.mixing.alpha),
                                     defaultBandwidth: Float(refIndex.manifest.mixing.bandwidth))
 

@@ -18,18 +18,20 @@ public struct IndexContents: Sendable {
     /// nil: the paper's default (the last 5 layers).
     public var criticalLayers: [Int]?
     public var mixing: IndexManifest.Mixing
+    /// Per-task mixing values chosen at build time (`task_weights.json`); nil: none.
+    public var taskWeights: TaskWeights?
     public var filters: IndexManifest.Filters
     /// faiss search parameters stored in the manifest and applied on load ("nprobe").
     public var searchParameters: [String: Double]
 
     public init(records: [ReferenceRecord], pathways: [Float], embeddings: [Float], layers: Int, experts: Int,
                 embedderID: String, dimension: Int, sources: [IndexManifest.Source], model: ModelIdentity? = nil,
-                criticalLayers: [Int]? = nil, mixing: IndexManifest.Mixing = .defaults,
+                criticalLayers: [Int]? = nil, mixing: IndexManifest.Mixing = .defaults, taskWeights: TaskWeights? = nil,
                 filters: IndexManifest.Filters = IndexManifest.Filters(), searchParameters: [String: Double] = [:]) {
         self.records = records; self.pathways = pathways; self.embeddings = embeddings
         self.layers = layers; self.experts = experts; self.embedderID = embedderID; self.dimension = dimension
         self.sources = sources; self.model = model; self.criticalLayers = criticalLayers; self.mixing = mixing
-        self.filters = filters; self.searchParameters = searchParameters
+        self.taskWeights = taskWeights; self.filters = filters; self.searchParameters = searchParameters
     }
 
     public var count: Int { records.count }
@@ -44,11 +46,9 @@ public struct IndexContents: Sendable {
 public enum IndexWriter {
     /// Builds the FAISS index from `factory` (training it on the embeddings when the type
     /// needs training, e.g. IVF), then writes every file into a temporary sibling of
-    /// `directory` that replaces it only when complete. `extraFiles` (e.g.
-    /// `task_weights.json`) are written beside the others. Returns the manifest.
+    /// `directory` that replaces it only when complete. Returns the manifest.
     @discardableResult
-    public static func write(_ contents: IndexContents, factory: String, to directory: URL,
-                             extraFiles: [String: Data] = [:]) throws -> IndexManifest {
+    public static func write(_ contents: IndexContents, factory: String, to directory: URL) throws -> IndexManifest {
         let n = contents.count, d = contents.dimension
         let bad = { (why: String) in ReferenceIndexError.badArgument("cannot write index \(directory.path): \(why)") }
         guard contents.layers > 0, contents.experts > 0, d > 0 else { throw bad("layers, experts and dimension must be positive") }
@@ -58,16 +58,10 @@ public enum IndexWriter {
         guard contents.pathways.count == n * contents.layers * contents.experts else {
             throw bad("pathways hold \(contents.pathways.count) values, \(n) records of \(contents.layers)x\(contents.experts) need \(n * contents.layers * contents.experts)")
         }
-        let critical = contents.criticalLayers ?? IndexManifest.defaultCriticalLayers(layers: contents.layers)
+        let critical = contents.criticalLayers ?? IndexBuilder.defaultCriticalLayers(model: contents.model, layers: contents.layers)
         if let l = critical.first(where: { !(0..<contents.layers).contains($0) }) {
             throw bad("critical layer \(l) outside 0..<\(contents.layers)")
         }
-        let reserved: Set<String> = [ReferenceIndex.manifestFile, ReferenceIndex.embeddingsFile, ReferenceIndex.faissFile,
-                                     ReferenceIndex.pathwaysFile, ReferenceIndex.recordsFile]
-        for name in extraFiles.keys where reserved.contains(name) || name.contains("/") || name.hasPrefix(".") {
-            throw bad("extra file name '\(name)' is reserved or not a plain file name")
-        }
-
         // FAISS first: a factory error or too little training data fails before any file is written.
         let faiss = try FaissIndex(dimension: d, factory: factory, metric: .innerProduct)
         if !faiss.isTrained {
@@ -108,7 +102,9 @@ public enum IndexWriter {
                 .write(to: tmp.appendingPathComponent(ReferenceIndex.pathwaysFile))
             try faiss.write(to: tmp.appendingPathComponent(ReferenceIndex.faissFile))
             try JSONLines.encode(records).write(to: tmp.appendingPathComponent(ReferenceIndex.recordsFile))
-            for (name, data) in extraFiles { try data.write(to: tmp.appendingPathComponent(name)) }
+            if let weights = contents.taskWeights {
+                try weights.encoded().write(to: tmp.appendingPathComponent(ReferenceIndex.taskWeightsFile))
+            }
             // The manifest last: a folder with a manifest is a complete folder.
             try manifestData.write(to: tmp.appendingPathComponent(ReferenceIndex.manifestFile))
         }

@@ -63,4 +63,27 @@ public enum QuestionText {
         let question = lines.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
         return question.isEmpty ? prompt.trimmingCharacters(in: .whitespacesAndNewlines) : question
     }
+
+    /// The answer labels of a prompt's options ("A", "B", ...): the letters of the last
+    /// run of option lines `A. ...`/`A) ...`, `B. ...`, ... in order (lines between them
+    /// that start with no next letter continue an option). nil when fewer than two are
+    /// found. Archive records carry no label set; this is the one their prompt shows.
+    public static func labels(in prompt: String) -> [String]? {
+        let lines = prompt.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.drop(while: { $0 == " " || $0 == "\t" }) }
+        func isOption(_ line: Substring, _ letter: Character) -> Bool {
+            guard line.first == letter else { return false }
+            let rest = line.dropFirst()
+            return rest == "." || rest.hasPrefix(". ") || rest.hasPrefix(") ")
+        }
+        guard let start = lines.indices.last(where: { isOption(lines[$0], "A") }) else { return nil }
+        var labels = ["A"]
+        for line in lines[(start + 1)...] {
+            guard let last = labels.last?.unicodeScalars.first, last.value < 0x5A,
+                  let next = Unicode.Scalar(last.value + 1) else { break }
+            if isOption(line, Character(next)) { labels.append(String(next)) }
+            else if line.hasPrefix("Answer:") { break }
+        }
+        return labels.count >= 2 ? labels : nil
+    }
 }

@@ -1,8 +1,9 @@
 import C3POCore
 import Foundation
 
-/// Reference records gathered for an index, before embedding: records in row order and
-/// their pathways, with the counts the manifest reports.
+/// Reference records gathered for an index from one kind of source, before embedding:
+/// every valid record (correct or not) in row order, their pathways, with the sources and
+/// the count of invalid records skipped that the manifest reports.
 public struct ReferenceSet: Sendable {
     public var records: [ReferenceRecord] = []
     /// [records.count, layers, experts], row-major.
@@ -12,7 +13,6 @@ public struct ReferenceSet: Sendable {
     public var experts: Int?
     public var sources: [IndexManifest.Source] = []
     public var skippedInvalid = 0
-    public var skippedIncorrect = 0
     private var ids: [String: String] = [:] // id -> source, to refuse duplicates
 
     public init() {}
@@ -46,15 +46,13 @@ public struct ReferenceSet: Sendable {
 /// (format: c3po-method.md, "The reference record format").
 public enum ReferenceArchive {
     public struct Options: Sendable {
-        /// Keep records with `is_correct: false` too (default: only the successful ones).
-        public var includeIncorrect = false
         /// Skip invalid records (named on stderr, counted) instead of stopping.
         public var skipInvalid = false
         public var limits = ArchiveReader.Limits()
         /// Tolerance on the sum of a layer's routing weights.
         public var sumTolerance: Double = 1e-3
-        public init(includeIncorrect: Bool = false, skipInvalid: Bool = false, limits: ArchiveReader.Limits = .init()) {
-            self.includeIncorrect = includeIncorrect; self.skipInvalid = skipInvalid; self.limits = limits
+        public init(skipInvalid: Bool = false, limits: ArchiveReader.Limits = .init()) {
+            self.skipInvalid = skipInvalid; self.limits = limits
         }
     }
 
@@ -133,18 +131,6 @@ public enum ReferenceArchive {
 
     // MARK: one JSON file
 
-    /// One layer of `last_token_routing.layers` as parsed: expert indices and weights in
-    /// document order (`routing_weights` is streamed, no dictionary is built).
-    struct ParsedLayer {
-        var layer: Int?
-        var hasWeights = false
-        /// Expert index of each `expert_<i>` key; `Int.min` for a key of another form.
-        var experts: [Int] = []
-        var weights: [Double] = []
-        /// The first key not of the form `expert_<i>`, for the message.
-        var badKey: String?
-    }
-
     /// One record as parsed, its first problem kept (not thrown) so that a bad record can
     /// be skipped without losing the file.
     struct ParsedRecord {
@@ -152,7 +138,7 @@ public enum ReferenceArchive {
         var correctAnswer: String?
         var modelAnswer: String?
         var isCorrect: Bool?
-        var layers: [ParsedLayer]?
+        var layers: [OfficialRouting.Layer]?
         /// Fields in the official format's order; the first problem in this order is reported
         /// (the order in which JSONDecoder, used before, checked them).
         static let fields = ["input_text", "correct_answer", "model_answer", "is_correct", "last_token_routing"]
@@ -189,29 +175,6 @@ public enum ReferenceArchive {
         return false
     }
 
-    /// Expert index of a `routing_weights` key: `expert_<i>`, `i` a decimal integer
-    /// written as Swift/Python print it (no sign, no leading zero); a negative `i` is
-    /// returned to be reported out of range. nil for any other form.
-    static func expertIndex(_ key: JSONScanner.Key) -> Int? {
-        // The byte-level path below is the hot one; escaped keys take the shared rule.
-        guard !key.hasEscapes else { return ExpertKey.index(key.string) }
-        let raw = key.raw
-        let prefix: StaticString = "expert_"
-        guard raw.count > 7, raw.count <= 7 + 18, memcmp(raw.baseAddress!, prefix.utf8Start, 7) == 0 else { return nil }
-        var i = 7
-        let negative = raw[i] == UInt8(ascii: "-")
-        if negative { i += 1 }
-        guard i < raw.count, !(raw[i] == UInt8(ascii: "0") && (raw.count - i > 1 || negative)) else { return nil }
-        var e = 0
-        while i < raw.count {
-            let d = raw[i] &- UInt8(ascii: "0")
-            guard d < 10 else { return nil }
-            e = e * 10 + Int(d)
-            i += 1
-        }
-        return negative ? -e : e
-    }
-
     /// Parses one record object (the scanner at its `{`).
     static func parseRecord(_ s: inout JSONScanner) throws -> ParsedRecord {
         var r = ParsedRecord()
@@ -239,56 +202,11 @@ public enum ReferenceArchive {
         return r
     }
 
-    /// `last_token_routing`: `{"layers": [{"layer": int, "routing_weights": {"expert_<i>": w}}]}`.
+    /// `last_token_routing`, by the one parser of the official form (`OfficialRouting`).
     static func parseRouting(_ s: inout JSONScanner, into r: inout ParsedRecord) throws {
-        guard try expect(.object, &s, field: "last_token_routing", slot: 4, into: &r) else { return }
-        var c = try s.beginObject()
-        var sawLayers = false
-        while let key = try s.nextKey(&c) {
-            guard key.equals("layers") else { try s.skipValue(); continue }
-            sawLayers = true
-            guard try expect(.array, &s, field: "last_token_routing.layers", slot: 4, into: &r) else { continue }
-            var layers: [ParsedLayer] = []
-            var a = try s.beginArray()
-            while try s.nextElement(&a) {
-                let index = layers.count
-                var field: String { "last_token_routing.layers[\(index)]" } // built only for a message
-                var layer = ParsedLayer()
-                defer { layers.append(layer) }
-                guard try expect(.object, &s, field: field, slot: 4, into: &r) else { continue }
-                var o = try s.beginObject()
-                while let k = try s.nextKey(&o) {
-                    if k.equals("layer") {
-                        layer.layer = nil
-                        guard try expect(.number, &s, field: field + ".layer", slot: 4, into: &r) else { layer.layer = -1; continue }
-                        let v = try s.readDouble()
-                        // An integral number (2 or 2.0) names a layer; anything else is refused.
-                        if v.rounded() == v, abs(v) < 1e15 { layer.layer = Int(v) } else {
-                            r.note(4, "field '\(field).layer' is not an integer (\(v))"); layer.layer = -1
-                        }
-                    } else if k.equals("routing_weights") {
-                        layer.hasWeights = true
-                        layer.experts.removeAll(keepingCapacity: true); layer.weights.removeAll(keepingCapacity: true)
-                        guard try expect(.object, &s, field: field + ".routing_weights", slot: 4, into: &r) else { continue }
-                        layer.experts.reserveCapacity(64); layer.weights.reserveCapacity(64)
-                        var w = try s.beginObject()
-                        while let ek = try s.nextKey(&w) {
-                            let e = expertIndex(ek)
-                            if e == nil && layer.badKey == nil { layer.badKey = ek.string }
-                            guard try expect(.number, &s, field: "\(field).routing_weights.\(ek.string)", slot: 4, into: &r) else { continue }
-                            layer.experts.append(e ?? Int.min)
-                            layer.weights.append(try s.readDouble())
-                        }
-                    } else {
-                        try s.skipValue()
-                    }
-                }
-                if layer.layer == nil { r.note(4, "missing field '\(field).layer'") }
-                if !layer.hasWeights { r.note(4, "missing field '\(field).routing_weights'") }
-            }
-            r.layers = layers
-        }
-        if !sawLayers { r.note(4, "missing field 'last_token_routing.layers'") }
+        var problem: String?
+        r.layers = try OfficialRouting.parse(&s, field: "last_token_routing", problem: &problem)
+        if let problem { r.note(4, problem) }
     }
 
     /// Orders case ids numerically when they are all integers, else as strings, so that
@@ -341,14 +259,10 @@ public enum ReferenceArchive {
                 guard let inputText = raw.inputText, let correctAnswer = raw.correctAnswer, let isCorrect = raw.isCorrect,
                       let layers = raw.layers else { throw RecordProblem("incomplete record") }
                 let (pathway, L, E) = try pathway(of: layers, tolerance: options.sumTolerance)
-                if !isCorrect && !options.includeIncorrect {
-                    set.skippedIncorrect += 1
-                    continue
-                }
                 let record = ReferenceRecord(
                     row: 0, id: id, task: task, question: QuestionText.extract(from: inputText),
                     gold: correctAnswer.trimmingCharacters(in: .whitespaces), modelAnswer: raw.modelAnswer,
-                    correct: isCorrect, source: file, prompt: inputText)
+                    correct: isCorrect, source: file, prompt: inputText, labels: QuestionText.labels(in: inputText))
                 try set.append(record, pathway: pathway, layers: L, experts: E)
             } catch let p as RecordProblem {
                 guard options.skipInvalid else { throw Error.invalidRecord(file: file, id: id, reason: p.reason) }
@@ -359,53 +273,14 @@ public enum ReferenceArchive {
         return parsed.count
     }
 
-    /// `last_token_routing.layers[*].routing_weights` → dense [layers, experts], checked:
-    /// every layer 0..<L and expert 0..<E exactly once, weights finite, ≥ 0, summing to 1.
-    static func pathway(of layers: [ParsedLayer], tolerance: Double) throws -> ([Float], Int, Int) {
+    /// `last_token_routing.layers` → dense [layers, experts], by the rules of
+    /// `OfficialRouting.check`: every layer 0..<L and expert 0..<E exactly once, weights
+    /// finite, ≥ 0, summing to 1.
+    static func pathway(of layers: [OfficialRouting.Layer], tolerance: Double) throws -> ([Float], Int, Int) {
+        let dense: OfficialRouting.Dense
+        do { dense = try OfficialRouting.check(layers, experts: nil, layers: .all, tolerance: tolerance) }
+        catch let p as OfficialRouting.Problem { throw RecordProblem(p.reason) }
         let L = layers.count
-        guard L > 0 else { throw RecordProblem("'last_token_routing.layers' is empty") }
-        // Keys first: a malformed or repeated key is named as such, not as a count mismatch.
-        var seen = [Bool]() // by expert index, for indices in 0..<4096 (larger ones fail the range check below)
-        for entry in layers {
-            let layer = entry.layer ?? -1
-            if let bad = entry.badKey { throw RecordProblem("layer \(layer): key '\(bad)' is not expert_<i>") }
-            seen.removeAll(keepingCapacity: true)
-            seen.append(contentsOf: repeatElement(false, count: min(4096, (entry.experts.max() ?? 0) + 1)))
-            for e in entry.experts where (0..<seen.count).contains(e) {
-                guard !seen[e] else { throw RecordProblem("layer \(layer): expert \(e) listed twice") }
-                seen[e] = true
-            }
-        }
-        // The widest layer sets the expert count, so a layer with a missing key is the one named.
-        let E = layers.map(\.experts.count).max() ?? 0
-        guard E > 0 else { throw RecordProblem("'last_token_routing.layers[*].routing_weights' are empty") }
-        var dense = [Float](repeating: 0, count: L * E) // [layers, experts]
-        var seenLayer = [Bool](repeating: false, count: L)
-        for (i, entry) in layers.enumerated() {
-            let field = "last_token_routing.layers[\(i)]"
-            let layer = entry.layer ?? -1
-            guard (0..<L).contains(layer) else {
-                throw RecordProblem("'\(field).layer' is \(layer), outside 0..<\(L) (\(L) layers listed)")
-            }
-            guard !seenLayer[layer] else { throw RecordProblem("layer \(layer) listed twice") }
-            seenLayer[layer] = true
-            guard entry.experts.count == E else {
-                throw RecordProblem("layer \(layer) has \(entry.experts.count) experts, other layers have \(E) (missing expert)")
-            }
-            var sum = 0.0
-            for (e, w) in zip(entry.experts, entry.weights) {
-                guard (0..<E).contains(e) else {
-                    throw RecordProblem("layer \(layer): 'expert_\(e)' outside expert_0..expert_\(E - 1) (missing expert)")
-                }
-                guard w.isFinite else { throw RecordProblem("layer \(layer): weight of 'expert_\(e)' is not finite (\(w))") }
-                guard w >= 0 else { throw RecordProblem("layer \(layer): weight of 'expert_\(e)' is negative (\(w))") }
-                sum += w
-                dense[layer * E + e] = Float(w)
-            }
-            guard abs(sum - 1) <= tolerance else {
-                throw RecordProblem("layer \(layer): routing weights sum to \(sum), not 1 (tolerance \(tolerance))")
-            }
-        }
-        return (dense, L, E)
+        return ((0..<L).flatMap { dense.layers[$0]! }, L, dense.experts)
     }
 }

@@ -22,16 +22,20 @@ public struct ReferenceRecord: Codable, Sendable, Equatable {
     public var source: String
     /// The full prompt the model saw (`input_text`), when known.
     public var prompt: String?
+    /// The answer labels the model chose among ("A", "B", ...), when known: the dataset's
+    /// for a benchmark record, the prompt's option letters for an archive record.
+    public var labels: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case row, id, task, question, gold, correct, source, prompt
+        case row, id, task, question, gold, correct, source, prompt, labels
         case modelAnswer = "model_answer"
     }
 
-    public init(row: Int, id: String, task: String, question: String, gold: String, modelAnswer: String?,
-                correct: Bool, source: String, prompt: String?) {
+    public init(row: Int = 0, id: String, task: String, question: String, gold: String, modelAnswer: String? = nil,
+                correct: Bool = true, source: String = "", prompt: String? = nil, labels: [String]? = nil) {
         self.row = row; self.id = id; self.task = task; self.question = question; self.gold = gold
         self.modelAnswer = modelAnswer; self.correct = correct; self.source = source; self.prompt = prompt
+        self.labels = labels
     }
 }
 
@@ -182,11 +186,6 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         try c.encode(mixing, forKey: .mixing)
         try c.encode(searchParameters, forKey: .searchParameters)
     }
-
-    /// The paper's critical layers: the last 5, or all when there are fewer.
-    public static func defaultCriticalLayers(layers: Int) -> [Int] {
-        Array(max(0, layers - 5)..<layers)
-    }
 }
 
 /// Errors of a loaded or written index, naming the file and field at fault.
@@ -234,6 +233,8 @@ public final class ReferenceIndex: @unchecked Sendable {
     public let pathways: [Float]
     /// [count, dimension], row-major, each row L2-normalised.
     public let embeddings: [Float]
+    /// `task_weights.json`, when the index was built with a model.
+    public let taskWeights: TaskWeights?
     private let faiss: FaissIndex
 
     public var count: Int { records.count }
@@ -319,6 +320,12 @@ public final class ReferenceIndex: @unchecked Sendable {
         self.embeddings = emb
         self.pathways = paths
         self.faiss = faiss
+        self.taskWeights = try TaskWeights.load(indexDirectory: directory)
+    }
+
+    /// Refuses a model other than the one whose pathways the index holds (`IndexCompatibility`).
+    public func checkCompatible(model: ModelIdentity) throws {
+        try IndexCompatibility.check(manifest, directory: directory, model: model)
     }
 
     /// Overrides a faiss search parameter for this session ("nprobe", "efSearch"), e.g. to
@@ -331,11 +338,6 @@ public final class ReferenceIndex: @unchecked Sendable {
     public func pathway(row: Int) -> ArraySlice<Float> {
         let size = layers * experts
         return pathways[(row * size)..<((row + 1) * size)]
-    }
-
-    /// The stored embedding of `row`: [dimension].
-    public func embedding(row: Int) -> ArraySlice<Float> {
-        embeddings[(row * dimension)..<((row + 1) * dimension)]
     }
 
     /// Refuses an embedder other than the one the index was built with.

@@ -1,5 +1,6 @@
 import C3POCore
 import C3POEmbedding
+import C3POIndex
 import C3POModel
 import Foundation
 
@@ -65,7 +66,7 @@ public struct RunnerOptions: Sendable {
     public var seed: UInt64 = 0
     public var limit: Int?
     /// Candidate α values of `--alpha search`.
-    public var alphaGrid: [Float] = [0, 0.25, 0.5, 0.75, 1]
+    public var alphaGrid: [Float] = AlphaSelection.alphaGrid
     /// Tail re-evaluations the oracle may spend per sample.
     public var oracleBudget: Int = 1024
     public var embedBatchSize: Int = 32
@@ -240,12 +241,12 @@ public final class C3PORunner {
         if options.method == .task, taskWeights?.tasks.values.contains(where: { $0.pathway != nil }) != true {
             throw RunnerError.missing("--method task needs per-task pathways (task_weights.json), which only an index built with --model has")
         }
-        if options.alpha == .search, pool.references.contains(where: { $0.correct && ($0.prompt == nil || $0.gold == nil) }) {
-            throw RunnerError.missing("--alpha search runs the model on the neighbours' prompts; this index's records carry no prompt/gold (build it with --model/--benchmark)")
+        if options.alpha == .search, pool.references.contains(where: { $0.correct && ($0.prompt == nil || $0.labels == nil) }) {
+            throw RunnerError.missing("--alpha search runs the model on the neighbours' prompts; this index's records carry no prompt or label set (build it with --model/--benchmark)")
         }
         self.model = model; self.embedder = embedder; self.pool = pool; self.taskWeights = taskWeights
         self.options = options; self.defaultAlpha = defaultAlpha; self.defaultBandwidth = defaultBandwidth
-        criticalLayers = MixingDefaults.criticalLayers(routedLayers: model.routedLayers, count: options.criticalLayerCount)
+        criticalLayers = CriticalLayers.last(options.criticalLayerCount, of: model.routedLayers)
     }
 
     /// Runs `questions` (after `limit`); `onResult` gets each result and its override (nil
@@ -261,7 +262,7 @@ public final class C3PORunner {
         let needsNeighbours = options.method != .none && options.method != .oracle
         if let w = Self.promptEndWarning(qs) { warn(w) }
         if needsNeighbours, let w = absentTaskWarning(qs) { warn(w) }
-        var hits: [[ReferencePool.Hit]] = Array(repeating: [], count: qs.count)
+        var hits: [[Neighbor]] = Array(repeating: [], count: qs.count)
         var overlaps: [Set<Int>] = Array(repeating: [], count: qs.count)
         var embedShare = 0.0, searchShare = 0.0
         if needsNeighbours {
@@ -356,7 +357,7 @@ public final class C3PORunner {
     }
 
     /// Questions whose neighbours are all below `floor`: re-mixed toward unrelated references.
-    static func similarityWarning(_ hits: [[ReferencePool.Hit]], floor: Float) -> String? {
+    static func similarityWarning(_ hits: [[Neighbor]], floor: Float) -> String? {
         let best = hits.map { $0.map(\.similarity).max() ?? -1 }
         let low = best.filter { $0 < floor }.sorted()
         guard !low.isEmpty else { return nil }
@@ -392,7 +393,7 @@ public final class C3PORunner {
 
     // MARK: per-sample re-mixing
 
-    private func c3poAnswer(_ q: MCQuestion, state: PrefillState, labelIDs: [Int], base: Int, hits: [ReferencePool.Hit],
+    private func c3poAnswer(_ q: MCQuestion, state: PrefillState, labelIDs: [Int], base: Int, hits: [Neighbor],
                             overlaps: Set<Int>, successRows: [Int], modeSpace: [Float]) throws
         -> (Int, RoutingOverride?, Float?, Float?) {
         let sample = state.routerProbs
@@ -430,7 +431,7 @@ public final class C3PORunner {
         case .kernel:
             var (a, b) = hyper()
             if options.alpha == .search {
-                a = try searchAlpha(sample: sample, neighbours: neighbours, hits: hits, labels: q.labels, bandwidth: b, parameters: parameters)
+                a = try searchAlpha(sample: sample, neighbours: neighbours, hits: hits, bandwidth: b, parameters: parameters)
             }
             let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(alpha: a, bandwidth: b))
             return (try tail(o), o, a, b)
@@ -455,14 +456,15 @@ public final class C3PORunner {
     /// applied to every neighbour's own prompt, loss = kernel-weighted cross-entropy on
     /// the neighbours' gold answers; the lowest loss wins (ties: the larger α, closer to
     /// the router). Costs one prefill per neighbour and one tail per neighbour and α.
-    private func searchAlpha(sample: [[Float]], neighbours: [PathwayNeighbor], hits: [ReferencePool.Hit], labels fallback: [String], bandwidth: Float,
+    private func searchAlpha(sample: [[Float]], neighbours: [PathwayNeighbor], hits: [Neighbor], bandwidth: Float,
                              parameters: (Float, Float) -> MixingParameters) throws -> Float {
         let fromLayer = criticalLayers.min() ?? 0
         var states: [(PrefillState, [Int], Int, Float)] = []  // state, label ids, gold index, kernel weight
         for h in hits {
             let ref = pool.references[h.row]
-            guard let prompt = ref.prompt, let gold = ref.gold else { continue }
-            let labels = ref.labels ?? fallback  // records carry no label set: the test question's
+            // A record with no prompt or label set cannot be scored: it is left out of the loss.
+            guard let prompt = ref.prompt, let labels = ref.labels else { continue }
+            let gold = ref.gold
             guard let g = labels.firstIndex(of: gold), let ids = try? model.labelTokenIDs(labels) else { continue }
             let tokens = try model.encode(prompt)
             guard !tokens.isEmpty, tokens.count <= model.maxContext else { continue }

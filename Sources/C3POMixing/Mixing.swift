@@ -3,6 +3,7 @@
 // Shared vocabulary of the re-mixing methods. A *pathway* is, per layer, the router's
 // softmax distribution over all experts at the last prompt position ([layers][experts]),
 // exactly what `PrefillState.routerProbs` and the index's `pathways.npy` hold.
+import C3POCore
 import C3POIndex
 import C3POModel
 import Foundation
@@ -75,20 +76,9 @@ public enum MixingDefaults {
     public static let alpha = Float(IndexManifest.Mixing.defaults.alpha)
     public static let bandwidth = Float(IndexManifest.Mixing.defaults.bandwidth)
     public static let coreExperts = 20
-    public static let criticalLayerCount = 5
+    public static let criticalLayerCount = CriticalLayers.defaultCount
     public static let k = 3
     public static let maxSimilarity: Float = 0.95
-
-    /// The last `count` layers, or all layers when the model has fewer.
-    public static func criticalLayers(layerCount: Int, count: Int = criticalLayerCount) -> [Int] {
-        criticalLayers(routedLayers: Array(0..<layerCount), count: count)
-    }
-
-    /// The last `count` of the layers that have a router (dense layers have no routing to
-    /// re-mix), or all of them when there are fewer; decoder-layer indices.
-    public static func criticalLayers(routedLayers: [Int], count: Int = criticalLayerCount) -> [Int] {
-        Array(routedLayers.sorted().suffix(max(0, count)))
-    }
 }
 
 public enum CoreExperts {

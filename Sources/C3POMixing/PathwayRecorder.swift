@@ -1,4 +1,5 @@
 import C3POCore
+import C3POIndex
 import C3POModel
 import Foundation
 
@@ -45,6 +46,40 @@ public enum PathwayRecorder {
             out.append(r)
         }
         return out
+    }
+
+    /// The model source of an index build (`c3po-index build --model --benchmark`): every
+    /// question of `benchmarks` run through `model` (resumably, in the work folder beside
+    /// `out`), as a reference set for `IndexBuilder`. A question the model cannot run (an
+    /// empty prompt, one longer than its context, labels that are not single tokens) is
+    /// named on stderr and counted as an invalid record.
+    public static func referenceSet(model: RoutedMoEModel, benchmarks: [URL], out: URL, progress: Bool = true,
+                                    note: (String) -> Void = { StandardError.write($0 + "\n") }) throws -> ReferenceSet {
+        var questions: [(question: MCQuestion, source: String)] = []
+        var set = ReferenceSet()
+        for url in benchmarks {
+            let qs = try MCDataset.load(url)
+            questions += qs.map { ($0, url.lastPathComponent) }
+            set.sources.append(.init(path: url.lastPathComponent, kind: "benchmark", sha256: try SHA256Hasher.hexDigest(ofFile: url), records: qs.count))
+        }
+        let recorded = try record(model: model, questions: questions,
+                                  workFile: workDirectory(for: out).appendingPathComponent("records.jsonl"), progress: progress)
+        for r in recorded {
+            if let why = r.skipped {
+                StandardError.warning("skipped \(r.id): \(why)")
+                set.skippedInvalid += 1
+                continue
+            }
+            let record = ReferenceRecord(id: r.id, task: r.task, question: r.question, gold: r.gold, modelAnswer: r.modelAnswer,
+                                         correct: r.correct, source: r.source, prompt: r.prompt, labels: r.labels)
+            do {
+                try set.append(record, pathway: r.pathway.flatMap { $0 }, layers: model.layerCount, experts: model.expertCount)
+            } catch let p as ReferenceArchive.RecordProblem {
+                throw ReferenceIndexError.badArgument("\(r.source): question '\(r.id)': \(p.reason)")
+            }
+        }
+        note("recorded \(set.count) questions: \(set.records.filter(\.correct).count) correct, \(set.skippedInvalid) skipped")
+        return set
     }
 
     public static func record(model: RoutedMoEModel, questions: [(question: MCQuestion, source: String)], workFile: URL,

@@ -6,32 +6,10 @@ import Foundation
 /// (records, embeddings, pathways), decoupled from how it is stored and searched.
 /// Row i of every array is one reference record.
 public struct ReferencePool: Sendable {
-    public struct Reference: Sendable, Equatable {
-        public var id: String
-        public var task: String
-        /// The embedded question text.
-        public var question: String
-        /// The prompt the model saw, when known (needed by `--alpha search` and by
-        /// build-time leave-one-out, which run the model on references).
-        public var prompt: String?
-        public var gold: String?
-        public var labels: [String]?
-        public var correct: Bool
-
-        public init(id: String, task: String, question: String, prompt: String? = nil, gold: String? = nil,
-                    labels: [String]? = nil, correct: Bool = true) {
-            self.id = id; self.task = task; self.question = question; self.prompt = prompt
-            self.gold = gold; self.labels = labels; self.correct = correct
-        }
-    }
-
-    public struct Hit: Sendable, Equatable {
-        public var row: Int
-        public var similarity: Float
-        public init(row: Int, similarity: Float) { self.row = row; self.similarity = similarity }
-    }
-
-    public var references: [Reference]
+    /// The index's records: `correct` marks the successful ones, `prompt`, `gold` and
+    /// `labels` (when known) let `--alpha search` and build-time leave-one-out run the model
+    /// on a reference.
+    public var references: [ReferenceRecord]
     /// [count, dimension], rows L2-normalised.
     public var embeddings: [Float]
     public var dimension: Int
@@ -44,9 +22,9 @@ public struct ReferencePool: Sendable {
     /// Nearest-neighbour search to use instead of the exact scan (the index's FAISS
     /// search when loaded from an index folder): (queries, k, maxSimilarity) → hits of
     /// successful references.
-    public var searcher: (@Sendable ([Float], Int, Float) throws -> [[Hit]])?
+    public var searcher: (@Sendable ([Float], Int, Float) throws -> [[Neighbor]])?
 
-    public init(references: [Reference], embeddings: [Float], dimension: Int, pathways: [Float], layers: Int, experts: Int) throws {
+    public init(references: [ReferenceRecord], embeddings: [Float], dimension: Int, pathways: [Float], layers: Int, experts: Int) throws {
         let n = references.count
         guard embeddings.count == n * dimension else {
             throw MixingError.shapeMismatch("\(embeddings.count) embedding values for \(n) references × \(dimension)")
@@ -58,24 +36,27 @@ public struct ReferencePool: Sendable {
         self.pathways = pathways; self.layers = layers; self.experts = experts
     }
 
+    /// An index's contents before they are written (build-time leave-one-out); neighbours
+    /// by the exact scan.
+    public init(contents c: IndexContents) throws {
+        try self.init(references: c.records, embeddings: c.embeddings, dimension: c.dimension,
+                      pathways: c.pathways, layers: c.layers, experts: c.experts)
+    }
+
     /// The records, embeddings and pathways of a loaded index folder; neighbours come
     /// from its FAISS search (successful records only).
     public init(index: ReferenceIndex) throws {
-        let refs = index.records.map {
-            Reference(id: $0.id, task: $0.task, question: $0.question, prompt: $0.prompt, gold: $0.gold, correct: $0.correct)
-        }
-        try self.init(references: refs, embeddings: index.embeddings, dimension: index.dimension,
+        try self.init(references: index.records, embeddings: index.embeddings, dimension: index.dimension,
                       pathways: index.pathways, layers: index.layers, experts: index.experts)
-        let correct = refs.map(\.correct)
+        let correct = index.records.map(\.correct)
         searcher = { queries, k, maxSimilarity in
             try index.search(queries, k: k, maxSimilarity: maxSimilarity, exclude: { !correct[$0] })
-                .map { $0.map { Hit(row: $0.row, similarity: $0.similarity) } }
         }
     }
 
     /// Neighbours of each query among the successful references: `searcher` when set,
     /// else the exact scan.
-    public func neighbors(_ queries: [Float], k: Int, maxSimilarity: Float) throws -> [[Hit]] {
+    public func neighbors(_ queries: [Float], k: Int, maxSimilarity: Float) throws -> [[Neighbor]] {
         if let searcher { return try searcher(queries, k, maxSimilarity) }
         return search(queries, k: k, maxSimilarity: maxSimilarity)
     }
@@ -84,12 +65,12 @@ public struct ReferencePool: Sendable {
     /// at random (without replacement; those above `maxSimilarity` left out, as in the
     /// search), each with its true similarity to the query, most similar first. Seeded per
     /// query (`seed`, query index), so a run is reproducible.
-    public func randomNeighbors(_ queries: [Float], k: Int, maxSimilarity: Float, seed: UInt64) -> [[Hit]] {
+    public func randomNeighbors(_ queries: [Float], k: Int, maxSimilarity: Float, seed: UInt64) -> [[Neighbor]] {
         let all = search(queries, k: count, maxSimilarity: maxSimilarity)
         return all.enumerated().map { qi, candidates in
             var pool = candidates
             var rng = SplitMix64(seed: seed &+ UInt64(qi) &* 0x9E37_79B9)
-            var picked: [Hit] = []
+            var picked: [Neighbor] = []
             while picked.count < k, !pool.isEmpty {
                 let j = rng.below(pool.count)
                 pool.swapAt(j, pool.count - 1)
@@ -124,7 +105,7 @@ public struct ReferencePool: Sendable {
     /// near-duplicates of the test question, > 0.95), optionally only `successfulOnly`
     /// ones, excluding `exclude(queryIndex)`. Ties go to the lower row.
     public func search(_ queries: [Float], k: Int, maxSimilarity: Float, successfulOnly: Bool = true,
-                       exclude: ((Int) -> Set<Int>)? = nil) -> [[Hit]] {
+                       exclude: ((Int) -> Set<Int>)? = nil) -> [[Neighbor]] {
         let q = dimension > 0 ? queries.count / dimension : 0
         guard q > 0, count > 0, k > 0 else { return Array(repeating: [], count: q) }
         var sims = [Float](repeating: 0, count: q * count)  // [queries, references]
@@ -132,10 +113,10 @@ public struct ReferencePool: Sendable {
                    a: queries, lda: dimension, b: embeddings, ldb: dimension, beta: 0, c: &sims, ldc: count)
         return (0..<q).map { qi in
             let ex = exclude?(qi) ?? []
-            var hits: [Hit] = []
+            var hits: [Neighbor] = []
             for r in 0..<count where !ex.contains(r) && (!successfulOnly || references[r].correct) {
                 let s = sims[qi * count + r]
-                if s <= maxSimilarity { hits.append(Hit(row: r, similarity: s)) }
+                if s <= maxSimilarity { hits.append(Neighbor(row: r, similarity: s)) }
             }
             hits.sort { $0.similarity != $1.similarity ? $0.similarity > $1.similarity : $0.row < $1.row }
             return Array(hits.prefix(k))

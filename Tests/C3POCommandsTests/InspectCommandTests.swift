@@ -33,7 +33,11 @@ final class InspectCommandTests: XCTestCase {
 
     func testRoutingFileAppliesTheOverride() throws {
         let g = try golden()
-        let layers = g.override.map { ["layer": Int($0.key)!, "routing_weights": Dictionary(uniqueKeysWithValues: $0.value.enumerated().map { ("expert_\($0.offset)", Double($0.element)) })] as [String: Any] }
+        // The override semantics normalise each layer to sum 1 (c3po-method.md); the official form must sum to 1.
+        let layers = g.override.map { l, w -> [String: Any] in
+            let sum = w.reduce(0, +)
+            return ["layer": Int(l)!, "routing_weights": Dictionary(uniqueKeysWithValues: w.enumerated().map { ("expert_\($0.offset)", Double($0.element) / Double(sum)) })]
+        }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("routing-\(UUID().uuidString).json")
         try JSONSerialization.data(withJSONObject: ["layers": layers]).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }

@@ -161,10 +161,13 @@ final class NewcomerTests: XCTestCase {
         let r = try Binaries.run("c3po-index", ["build", "--reference", bench, "--out", dir.appendingPathComponent("i").path])
         XCTAssertEqual(r.status, 64)
         XCTAssertTrue(r.stderr.contains("--model DIR --benchmark \(bench)"), r.stderr)
-        let m = try Binaries.run("c3po-index", ["build", "--model", Self.model.path, "--benchmark", bench, "--dedup", "0.9",
-                                                "--out", dir.appendingPathComponent("i").path])
-        XCTAssertEqual(m.status, 64)
-        XCTAssertTrue(m.stderr.contains("--dedup: for --reference builds only"), m.stderr)
+        // Archive options have no meaning for a model run: refused by name, never ignored.
+        for (flag, value) in [("--skip-invalid", nil), ("--max-archive-bytes", "1000"), ("--embeddings", "e.npy")] as [(String, String?)] {
+            let m = try Binaries.run("c3po-index", ["build", "--model", Self.model.path, "--benchmark", bench, flag] + (value.map { [$0] } ?? [])
+                                                    + ["--out", dir.appendingPathComponent("i").path])
+            XCTAssertEqual(m.status, 64, flag)
+            XCTAssertTrue(m.stderr.contains("not with --model: \(flag)"), m.stderr)
+        }
     }
 
     // MARK: prompts given exactly

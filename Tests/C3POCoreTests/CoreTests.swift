@@ -162,3 +162,72 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertThrowsError(try SafetensorsFile(url: url)) { XCTAssertTrue("\($0)".contains("exceeds the file"), "\($0)") }
     }
 }
+
+final class CriticalLayersTests: XCTestCase {
+    func testTheLastFiveRoutedLayers() {
+        XCTAssertEqual(CriticalLayers.last(CriticalLayers.defaultCount, of: Array(0..<16)), [11, 12, 13, 14, 15])
+        XCTAssertEqual(CriticalLayers.last(CriticalLayers.defaultCount, of: Array(0..<3)), [0, 1, 2])
+        // A dense layer (no router) is never critical.
+        XCTAssertEqual(CriticalLayers.last(3, of: [0, 2, 3, 5]), [2, 3, 5])
+    }
+}
+
+/// The one parser of the official routing form: the same rules for a reference record
+/// (every layer) and an override (some layers of a known model).
+final class OfficialRoutingRulesTests: XCTestCase {
+    func read(_ json: String, layers: Int = 4, experts: Int = 2) throws -> [Int: [Float]] {
+        try OfficialRouting.read(document: Data(json.utf8), layerCount: layers, experts: experts)
+    }
+
+    func layers(_ json: String) throws -> [OfficialRouting.Layer] {
+        var problem: String?
+        let parsed = try Data(json.utf8).withUnsafeBytes { raw -> [OfficialRouting.Layer]? in
+            var s = JSONScanner(raw)
+            return try OfficialRouting.parse(&s, field: "", problem: &problem)
+        }
+        if let problem { throw OfficialRouting.Problem(problem) }
+        return parsed ?? []
+    }
+
+    func testEveryRuleHoldsInBothModes() throws {
+        let bad: [(String, String)] = [
+            (#"{"layer": 0, "routing_weights": {"expert_0": 0.5, "expert_1": 0.25}}"#, "sum to 0.75"),
+            (#"{"layer": 0, "routing_weights": {"expert_0": -0.5, "expert_1": 1.5}}"#, "negative"),
+            (#"{"layer": 0, "routing_weights": {"expert_0": 1, "expert_0": 0}}"#, "listed twice"),
+            (#"{"layer": 0, "routing_weights": {"expert_0": 1, "e1": 0}}"#, "not expert_<i>"),
+            (#"{"layer": 0, "routing_weights": {"expert_0": NaN, "expert_1": 1}}"#, "not finite"),
+        ]
+        for (layer, fragment) in bad {
+            let doc = #"{"layers": [\#(layer)]}"#
+            XCTAssertThrowsError(try read(doc)) { XCTAssertTrue("\($0)".contains(fragment), "override: \($0)") }
+            XCTAssertThrowsError(try OfficialRouting.check(try layers(doc), experts: nil, layers: .all)) {
+                XCTAssertTrue("\($0)".contains(fragment), "record: \($0)")
+            }
+        }
+        // An override names some layers; every expert of each, once.
+        XCTAssertThrowsError(try read(#"{"layers": [{"layer": 1, "routing_weights": {"expert_0": 1}}]}"#)) {
+            XCTAssertTrue("\($0)".contains("every expert once"), "\($0)")
+        }
+        XCTAssertThrowsError(try read(#"{"layers": [{"layer": 4, "routing_weights": {"expert_0": 1, "expert_1": 0}}]}"#)) {
+            XCTAssertTrue("\($0)".contains("layer 4 outside 0..<4"), "\($0)")
+        }
+        let ok = try read(#"{"layers": [{"layer": 2, "routing_weights": {"expert_1": 0.7501, "expert_0": 0.25}}]}"#)
+        XCTAssertEqual(ok.keys.sorted(), [2])
+        XCTAssertEqual(ok[2], [0.25, 0.7501])
+    }
+
+    func testWrittenFormReadsBack() throws {
+        // Un-normalised weights are written normalised, every expert listed: the rules accept them back.
+        let object = OfficialRouting.object([3: [2, 0, 6], 0: [1, 1, 2]])
+        let data = try JSONSerialization.data(withJSONObject: object)
+        let back = try OfficialRouting.read(document: data, layerCount: 4, experts: 3)
+        XCTAssertEqual(back.keys.sorted(), [0, 3])
+        XCTAssertEqual(back[3]?.map { Double($0) } ?? [], [0.25, 0, 0.75], accuracy: 1e-7)
+        XCTAssertEqual(back[0]?.map { Double($0) } ?? [], [0.25, 0.25, 0.5], accuracy: 1e-7)
+    }
+}
+
+private func XCTAssertEqual(_ a: [Double], _ b: [Double], accuracy: Double, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, file: file, line: line)
+    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
+}

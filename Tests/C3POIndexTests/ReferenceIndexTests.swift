@@ -8,10 +8,21 @@ final class ReferenceArchiveTests: XCTestCase {
     override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
-    func load(_ url: URL, _ options: ReferenceArchive.Options = .init()) throws -> (ReferenceSet, [String]) {
+    /// What a build keeps of an archive: the reader's valid records through the builder's
+    /// correctness filter (`IndexBuilder.assemble`), with the counts the manifest reports.
+    struct Kept {
+        var records: [ReferenceRecord], pathways: [Float], layers: Int, experts: Int, sources: [IndexManifest.Source]
+        var skippedInvalid: Int, skippedIncorrect: Int
+        var count: Int { records.count }
+    }
+
+    func load(_ url: URL, _ options: ReferenceArchive.Options = .init(), includeIncorrect: Bool = false) throws -> (Kept, [String]) {
         var notes: [String] = []
-        let set = try ReferenceIndexBuilder.load(archives: [url], options: options, note: { notes.append($0) })
-        return (set, notes)
+        let set = try IndexBuilder.load(archives: [url], options: options, note: { notes.append($0) })
+        let c = try IndexBuilder.assemble(set, vectors: .embedder(HashEmbedder()),
+                                          options: .init(includeIncorrect: includeIncorrect, progress: false)).contents
+        return (Kept(records: c.records, pathways: c.pathways, layers: c.layers, experts: c.experts, sources: c.sources,
+                     skippedInvalid: c.filters.skippedInvalid, skippedIncorrect: c.filters.skippedIncorrect), notes)
     }
 
     func testReadsOfficialLayoutFromZipTarAndTarGz() throws {
@@ -38,7 +49,7 @@ final class ReferenceArchiveTests: XCTestCase {
 
     func testIncludeIncorrectKeepsAllWithFlag() throws {
         let url = try Fixtures.archive(Fixtures.standardEntries(), in: dir)
-        let (set, _) = try load(url, .init(includeIncorrect: true))
+        let (set, _) = try load(url, includeIncorrect: true)
         XCTAssertEqual(set.count, 5)
         XCTAssertEqual(set.records.first { $0.id == "sciq_1" }?.correct, false)
         XCTAssertEqual(set.records.first { $0.id == "sciq_1" }?.modelAnswer, "A")
@@ -223,12 +234,10 @@ final class ReferenceIndexTests: XCTestCase {
 
     func buildStandard(factory: String = "Flat", at out: URL? = nil, dedup: Float? = nil) throws -> URL {
         let url = try Fixtures.archive(Fixtures.standardEntries(), in: dir, name: "ref-\(UUID()).zip")
-        let set = try ReferenceIndexBuilder.load(archives: [url], options: .init(), note: { _ in })
-        let contents = try ReferenceIndexBuilder.contents(of: set, embedder: HashEmbedder(),
-                                                          options: .init(factory: factory, dedup: dedup, progress: false),
-                                                          filters: .init())
+        let set = try IndexBuilder.load(archives: [url], options: .init(), note: { _ in })
         let target = out ?? dir.appendingPathComponent("idx")
-        try IndexWriter.write(contents, factory: factory, to: target)
+        try IndexBuilder.build(set, vectors: .embedder(HashEmbedder()), out: target,
+                               options: .init(factory: factory, dedup: dedup, progress: false), note: { _ in })
         return target
     }
 
@@ -315,15 +324,15 @@ final class ReferenceIndexTests: XCTestCase {
         // Rows 0 and 1 (task a) nearly equal; row 2 (task b) equal to row 0; row 3 distinct.
         let v: [[Float]] = [[1, 0, 0], [0.999, 0.0447, 0], [1, 0, 0], [0, 1, 0]]
         let unit = v.flatMap { r -> [Float] in let n = (r.map { $0 * $0 }.reduce(0, +)).squareRoot(); return r.map { $0 / n } }
-        XCTAssertEqual(ReferenceIndexBuilder.deduplicate(unit, dimension: 3, tasks: ["a", "a", "b", "a"], threshold: 0.95), [0, 2, 3])
-        XCTAssertEqual(ReferenceIndexBuilder.deduplicate(unit, dimension: 3, tasks: ["a", "a", "b", "a"], threshold: 0.9999), [0, 1, 2, 3])
+        XCTAssertEqual(IndexBuilder.deduplicate(unit, dimension: 3, tasks: ["a", "a", "b", "a"], threshold: 0.95), [0, 2, 3])
+        XCTAssertEqual(IndexBuilder.deduplicate(unit, dimension: 3, tasks: ["a", "a", "b", "a"], threshold: 0.9999), [0, 1, 2, 3])
     }
 
     func testDedupInBuildIsCountedInManifest() throws {
         var dup = Fixtures.sciq[0]; dup.caseID = "5"
         let url = try Fixtures.archive([("x_sciq_routing_results.json", Fixtures.file([Fixtures.sciq[0], dup, Fixtures.sciq[2]]))], in: dir)
-        let set = try ReferenceIndexBuilder.load(archives: [url], options: .init(), note: { _ in })
-        let c = try ReferenceIndexBuilder.contents(of: set, embedder: HashEmbedder(), options: .init(dedup: 0.95, progress: false), filters: .init())
+        let set = try IndexBuilder.load(archives: [url], options: .init(), note: { _ in })
+        let c = try IndexBuilder.assemble(set, vectors: .embedder(HashEmbedder()), options: .init(dedup: 0.95, progress: false)).contents
         XCTAssertEqual(c.records.map(\.id), ["sciq_0", "sciq_2"])
         XCTAssertEqual(c.records.map(\.row), [0, 1])
         XCTAssertEqual(c.filters.deduplicated, 1)

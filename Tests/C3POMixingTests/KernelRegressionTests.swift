@@ -99,10 +99,6 @@ final class KernelRegressionTests: XCTestCase {
         }
     }
 
-    func testDefaultCriticalLayers() {
-        XCTAssertEqual(MixingDefaults.criticalLayers(layerCount: 16), [11, 12, 13, 14, 15])
-        XCTAssertEqual(MixingDefaults.criticalLayers(layerCount: 3), [0, 1, 2])
-    }
 
     func testPublishedNeighborAverage() throws {
         // sims 0.8, 0.6, 0.2 (Σ = 1.6); third pathway sums to 2 to exercise the renormalisation:

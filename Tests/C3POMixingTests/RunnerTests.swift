@@ -1,4 +1,5 @@
 import C3POCore
+import C3POIndex
 import C3POMixing
 import C3POModel
 import Foundation
@@ -20,10 +21,10 @@ final class RunnerTests: XCTestCase {
     /// r4 (sim 0.9): incorrect, D-pathway. Neither r3 nor r4 may ever be a neighbour.
     func makePool() throws -> ReferencePool {
         let refs = [
-            ReferencePool.Reference(id: "r1", task: "t1", question: "r1", prompt: "R1", gold: "B", labels: ["A", "B", "C", "D"]),
-            ReferencePool.Reference(id: "r2", task: "t1", question: "r2", prompt: "R2", gold: "B", labels: ["A", "B", "C", "D"]),
-            ReferencePool.Reference(id: "r3", task: "t2", question: "r3", prompt: "R3", gold: "C", labels: ["A", "B", "C", "D"]),
-            ReferencePool.Reference(id: "r4", task: "t2", question: "r4", prompt: "R4", gold: "D", labels: ["A", "B", "C", "D"], correct: false),
+            ReferenceRecord(id: "r1", task: "t1", question: "r1", gold: "B", prompt: "R1", labels: ["A", "B", "C", "D"]),
+            ReferenceRecord(id: "r2", task: "t1", question: "r2", gold: "B", prompt: "R2", labels: ["A", "B", "C", "D"]),
+            ReferenceRecord(id: "r3", task: "t2", question: "r3", gold: "C", prompt: "R3", labels: ["A", "B", "C", "D"]),
+            ReferenceRecord(id: "r4", task: "t2", question: "r4", gold: "D", correct: false, prompt: "R4", labels: ["A", "B", "C", "D"]),
         ]
         let emb: [Float] = [0.8, 0.6, 0.6, 0.8, 1, 0, 0.9, 0.43588989]
         let paths = [Self.bPath, Self.bPath, Self.cPath, Self.dPath].flatMap { $0.flatMap { $0 } }
@@ -132,10 +133,10 @@ final class RunnerTests: XCTestCase {
 
     func testRandomNeighboursAreSuccessfulDistinctSeededAndNotTheNearest() throws {
         // 40 successful references on a circle, 10 failed ones right next to the query, one overlap.
-        var refs: [ReferencePool.Reference] = [], emb: [Float] = []
+        var refs: [ReferenceRecord] = [], emb: [Float] = []
         for i in 0..<51 {
             let angle = i < 40 ? Float(i + 1) * 0.07 : (i < 50 ? 0.01 : 0)
-            refs.append(.init(id: "r\(i)", task: "t", question: "r\(i)", correct: i < 40 || i == 50))
+            refs.append(.init(id: "r\(i)", task: "t", question: "r\(i)", gold: "A", correct: i < 40 || i == 50))
             emb += [cos(angle), sin(angle)]
         }
         let paths = [Float](repeating: 0.25, count: 51 * 3 * 4)

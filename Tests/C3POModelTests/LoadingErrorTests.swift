@@ -132,16 +132,21 @@ final class OfficialRoutingTests: XCTestCase {
     }
 
     func testParsesTheOfficialForm() throws {
-        let o = try parse(#"{"layers": [{"layer": 11, "routing_weights": {"expert_3": 0.5, "expert_63": 0.25}}]}"#)
+        // Every expert once, summing to 1 (the one rule set of OfficialRouting, C3POCore).
+        let rest = (0..<64).filter { $0 != 3 && $0 != 63 }.map { "\"expert_\($0)\": \(0.25 / 62)" }.joined(separator: ", ")
+        let o = try parse(#"{"layers": [{"layer": 11, "routing_weights": {"expert_3": 0.5, "expert_63": 0.25, "# + rest + "}}]}")
         XCTAssertEqual(o.layers.keys.sorted(), [11])
         XCTAssertEqual(o.layers[11]?[3], 0.5)
         XCTAssertEqual(o.layers[11]?[63], 0.25)
-        XCTAssertEqual(o.layers[11]?.reduce(0, +), 0.75)
-        // Written back normalised per layer, as the override applies the weights.
+        XCTAssertEqual(o.layers[11]?.reduce(0, +) ?? 0, 1, accuracy: 1e-6)
+        // Written back as read (normalised per layer, every expert listed).
         let back = try RoutingOverride(officialJSON: o.officialJSON(), layers: 16, experts: 64)
-        XCTAssertEqual(back.layers[11]?[3] ?? 0, 0.5 / 0.75, accuracy: 1e-6)
-        XCTAssertEqual(back.layers[11]?[63] ?? 0, 0.25 / 0.75, accuracy: 1e-6)
-        XCTAssertEqual(back.layers[11]?.reduce(0, +) ?? 0, 1, accuracy: 1e-6)
+        XCTAssertEqual(back.layers[11]?[3] ?? 0, 0.5, accuracy: 1e-6)
+        XCTAssertEqual(back.layers[11]?[63] ?? 0, 0.25, accuracy: 1e-6)
+        // A layer that does not sum to 1 is refused, by layer.
+        XCTAssertThrowsError(try parse(#"{"layers": [{"layer": 11, "routing_weights": {"expert_3": 0.5, "expert_63": 0.25, "# + rest.replacingOccurrences(of: "\(0.25 / 62)", with: "0") + "}}]}")) {
+            XCTAssertTrue("\($0)".contains("layer 11") && "\($0)".contains("sum to 0.75"), "\($0)")
+        }
     }
 
     func testRejectsLayerOutOfRange() {

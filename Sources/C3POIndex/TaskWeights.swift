@@ -42,8 +42,6 @@ public struct TaskWeights: Codable, Sendable, Equatable {
     public var tasks: [String: Task]
     public init(tasks: [String: Task] = [:]) { self.tasks = tasks }
 
-    public static let fileName = "task_weights.json"
-
     public enum LoadError: Error, CustomStringConvertible {
         case invalid(URL, String)
         public var description: String {
@@ -53,7 +51,7 @@ public struct TaskWeights: Codable, Sendable, Equatable {
 
     /// Nil when the folder has no `task_weights.json` (an index built from archives alone).
     public static func load(indexDirectory: URL) throws -> TaskWeights? {
-        let url = indexDirectory.appendingPathComponent(fileName)
+        let url = indexDirectory.appendingPathComponent(ReferenceIndex.taskWeightsFile)
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         let tw: TaskWeights
         do { tw = try JSONDecoder().decode(TaskWeights.self, from: Data(contentsOf: url)) }
@@ -68,18 +66,30 @@ public struct TaskWeights: Codable, Sendable, Equatable {
         return tw
     }
 
-    public func write(indexDirectory: URL) throws {
+    /// The file's bytes (keys sorted, pretty-printed).
+    public func encoded() throws -> Data {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicWrite.write(enc.encode(self), to: indexDirectory.appendingPathComponent(TaskWeights.fileName))
+        return try enc.encode(self)
+    }
+
+    /// The manifest's `mixing` for these values: the tasks' α and bandwidth averaged by
+    /// their reference counts; nil when no task has values.
+    public var manifestMixing: IndexManifest.Mixing? {
+        guard !tasks.isEmpty else { return nil }
+        let ts = tasks.sorted { $0.key < $1.key }.map(\.value) // a fixed order: the same sums every run
+        let n = Float(max(ts.reduce(0) { $0 + $1.count }, 1))
+        return .init(source: "leave-one-out",
+                     alpha: Double(ts.reduce(Float(0)) { $0 + $1.alpha * Float($1.count) } / n),
+                     bandwidth: Double(ts.reduce(Float(0)) { $0 + $1.bandwidth * Float($1.count) } / n))
     }
 
     /// α and bandwidth for a test sample: the neighbours' tasks' values, weighted by
     /// max(similarity, 0) (uniform when every similarity is ≤ 0); the defaults for
     /// neighbours whose task has no entry.
     public func hyperParameters(neighbors: [(task: String, similarity: Float)],
-                                defaultAlpha: Float = MixingDefaults.alpha,
-                                defaultBandwidth: Float = MixingDefaults.bandwidth) -> (alpha: Float, bandwidth: Float) {
+                                defaultAlpha: Float = Float(IndexManifest.Mixing.defaults.alpha),
+                                defaultBandwidth: Float = Float(IndexManifest.Mixing.defaults.bandwidth)) -> (alpha: Float, bandwidth: Float) {
         guard !neighbors.isEmpty else { return (defaultAlpha, defaultBandwidth) }
         var ws = neighbors.map { Double(max($0.similarity, 0)) }
         if ws.reduce(0, +) <= 0 { ws = Array(repeating: 1, count: neighbors.count) }

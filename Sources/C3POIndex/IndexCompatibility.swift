@@ -1,6 +1,4 @@
 import C3POCore
-import C3POIndex
-import C3POModel
 import Foundation
 
 public enum IndexCompatibilityError: Error, CustomStringConvertible {
