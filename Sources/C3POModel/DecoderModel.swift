@@ -74,8 +74,6 @@ public final class DecoderPrefillState: PrefillState {
     public let logits: [Float]
     /// Per decoder layer; a dense layer's row is all zeros (it has no router).
     public let routerProbs: [[Float]]
-    /// Router softmax of every position, per layer [layers][tokens × experts]; when requested.
-    public let allRouterProbs: [[Float]]?
     /// Keys and values per layer, after norms, clipping and RoPE. [layers][tokens × kvHeads·d]
     let keys: [[Float]]
     let values: [[Float]]
@@ -83,9 +81,9 @@ public final class DecoderPrefillState: PrefillState {
     let lastInputs: [[Float]]
     let modelID: ObjectIdentifier
 
-    init(tokens: [Int], logits: [Float], routerProbs: [[Float]], allRouterProbs: [[Float]]?, keys: [[Float]], values: [[Float]],
+    init(tokens: [Int], logits: [Float], routerProbs: [[Float]], keys: [[Float]], values: [[Float]],
          lastInputs: [[Float]], modelID: ObjectIdentifier) {
-        self.tokens = tokens; self.logits = logits; self.routerProbs = routerProbs; self.allRouterProbs = allRouterProbs
+        self.tokens = tokens; self.logits = logits; self.routerProbs = routerProbs
         self.keys = keys; self.values = values; self.lastInputs = lastInputs; self.modelID = modelID
     }
 }
@@ -141,10 +139,6 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
         }
     }
 
-    public func prefill(_ tokens: [Int], override: RoutingOverride?) throws -> PrefillState {
-        try prefill(tokens, override: override, allPositions: false)
-    }
-
     /// Runs `body` with one scratch buffer per worker (every product is on our kernels, each
     /// single-threaded inside its worker).
     func withWorkers<T>(_ body: (ScratchPool) throws -> T) rethrows -> T {
@@ -164,8 +158,9 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
         }
     }
 
-    /// Full prefill; `allPositions` also keeps every position's router softmax.
-    public func prefill(_ tokens: [Int], override: RoutingOverride?, allPositions: Bool) throws -> DecoderPrefillState {
+    /// Full prefill: the last position's logits and routing, and the cached state of every
+    /// layer that tail re-evaluation starts from.
+    public func prefill(_ tokens: [Int], override: RoutingOverride?) throws -> PrefillState {
         let t = tokens.count
         guard t > 0 else { throw ModelError.input("empty prompt") }
         guard t <= maxContext else { throw ModelError.input("prompt of \(t) tokens exceeds max_position_embeddings \(maxContext)") }
@@ -184,7 +179,7 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
             var tmp = [Float](repeating: 0, count: t * h)
             var probs = [Float](repeating: 0, count: t * e)  // [t, experts]
             var keys: [[Float]] = [], values: [[Float]] = [], lastInputs: [[Float]] = []
-            var routerProbs: [[Float]] = [], all: [[Float]] = []
+            var routerProbs: [[Float]] = []
             for (l, layer) in layers.enumerated() {
                 lastInputs.append(Array(x[(t - 1) * h ..< t * h]))
                 var k = [Float](repeating: 0, count: t * s.kvDim), v = k // [t, kvHeads·d]
@@ -203,11 +198,10 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
                 prof.time("norms") { rmsNorm(x, into: &xn, rows: t, weight: layer.postAttentionNorm) }
                 let last = feedForward(layer, l, xn, rows: t, override: override, probs: &probs, into: &tmp, pool: pool)
                 routerProbs.append(last)
-                if allPositions { all.append(layer.moe != nil ? probs : [Float](repeating: 0, count: t * e)) }
                 for i in 0..<(t * h) { x[i] += tmp[i] }
             }
             let logits = prof.time("lm_head") { head(Array(x[(t - 1) * h ..< t * h]), rows: nil, pool: pool) }
-            return DecoderPrefillState(tokens: tokens, logits: logits, routerProbs: routerProbs, allRouterProbs: allPositions ? all : nil,
+            return DecoderPrefillState(tokens: tokens, logits: logits, routerProbs: routerProbs,
                                        keys: keys, values: values, lastInputs: lastInputs, modelID: ObjectIdentifier(self))
         }
     }

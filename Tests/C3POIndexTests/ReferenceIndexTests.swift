@@ -341,3 +341,36 @@ final class ReferenceIndexTests: XCTestCase {
         XCTAssertEqual(Array(c.pathways[32..<64]), Fixtures.sciq[2].weights.flatMap { $0.map(Float.init) })
     }
 }
+
+/// Pathways are mixed only into the model that produced them (Index/README.md, `manifest.json`).
+final class IndexCompatibilityTests: XCTestCase {
+    let model = ModelIdentity(id: "m", configSHA256: String(repeating: "a", count: 64), layers: 4, experts: 8, topK: 2, family: "olmoe")
+
+    func manifest(model: ModelIdentity?, layers: Int = 4, experts: Int = 8) -> IndexManifest {
+        IndexManifest(created: "", embedder: .init(id: "e", dimension: 2), model: model, layers: layers, experts: experts,
+                      criticalLayers: [3], factory: "Flat", count: 0, tasks: [:], sources: [], filters: .init(), mixing: .defaults)
+    }
+
+    func testShapeModelFamilyAndTokenizerAreChecked() throws {
+        let dir = URL(fileURLWithPath: "/idx")
+        XCTAssertNoThrow(try IndexCompatibility.check(manifest(model: model), directory: dir, model: model))
+        // An archive-only index (no model) is checked for its shape only.
+        XCTAssertNoThrow(try IndexCompatibility.check(manifest(model: nil), directory: dir, model: model))
+        XCTAssertThrowsError(try IndexCompatibility.check(manifest(model: nil, experts: 16), directory: dir, model: model)) {
+            XCTAssertTrue("\($0)".contains("/idx/manifest.json") && "\($0)".contains("4 layers × 16 experts"), "\($0)")
+        }
+        var other = model; other.configSHA256 = String(repeating: "b", count: 64)
+        XCTAssertThrowsError(try IndexCompatibility.check(manifest(model: model), directory: dir, model: other)) {
+            XCTAssertTrue("\($0)".contains("refusing to mix pathways of another model"), "\($0)")
+        }
+        var family = model; family.family = "mixtral"
+        XCTAssertThrowsError(try IndexCompatibility.check(manifest(model: model), directory: dir, model: family)) {
+            XCTAssertTrue("\($0)".contains("olmoe family"), "\($0)")
+        }
+        var tok = model; tok.tokenizerSHA256 = "1"
+        var built = model; built.tokenizerSHA256 = "2"
+        XCTAssertThrowsError(try IndexCompatibility.check(manifest(model: built), directory: dir, model: tok)) {
+            XCTAssertTrue("\($0)".contains("another tokenizer.json"), "\($0)")
+        }
+    }
+}

@@ -1,5 +1,4 @@
 import C3POCore
-import C3POModel
 import Foundation
 import XCTest
 
