@@ -29,17 +29,17 @@ public struct BuildCommand: ParsableCommand {
 
     @Option(name: .customLong("reference"), parsing: .upToNextOption,
             help: ArgumentHelp("Reference archive(s) of recorded routing in the official format (.zip, .tar, .tar.gz).", valueName: "archive"))
-    public var references: [String] = []
+    public var references: [PathArgument] = []
 
     @Option(help: ArgumentHelp("MoE checkpoint folder: its pathways are recorded by running it on the --benchmark questions.", valueName: "dir"))
-    public var model: String?
+    public var model: PathArgument?
 
     @Option(name: .customLong("benchmark"), parsing: .upToNextOption,
             help: ArgumentHelp("Benchmark file(s) in the dataset schema (Datasets/README.md), with --model: every question is run, the correctly answered ones are kept. An interrupted build resumes: the questions already run are kept in .NAME.work/ beside --out, and the same command run again continues from them (the folder is removed once the index is written).", valueName: "file"))
-    public var benchmarks: [String] = []
+    public var benchmarks: [PathArgument] = []
 
     @Option(help: ArgumentHelp("Output index folder, e.g. Index/NAME (replaced atomically).", valueName: "dir"))
-    public var out: String
+    public var out: PathArgument
 
     @OptionGroup public var embedderOptions: EmbedderOptions
 
@@ -59,7 +59,7 @@ public struct BuildCommand: ParsableCommand {
     public var maxArchiveBytes: Int64?
 
     @Option(help: ArgumentHelp("Precomputed float32 .npy embeddings [records, dimension], one row per record kept after the correctness and validity filters, in row order; skips the embedder (with --reference).", valueName: "file"))
-    public var embeddings: String?
+    public var embeddings: PathArgument?
 
     @Option(help: ArgumentHelp("Embedder id to record with --embeddings (queries must then use --vectors or an embedder with this id).", valueName: "id"))
     public var embedderId: String?
@@ -85,7 +85,7 @@ public struct BuildCommand: ParsableCommand {
             guard archiveOnly.isEmpty else { throw ValidationError("not with --model: \(archiveOnly.joined(separator: "; ")); these apply to --reference builds") }
         } else {
             guard !references.isEmpty else { throw ValidationError("give at least one --reference archive (or --model with --benchmark)") }
-            if let file = references.first(where: { $0.hasSuffix(".jsonl") }) {
+            if let file = references.first(where: { $0.typed.hasSuffix(".jsonl") }) {
                 throw ValidationError("--reference takes archives of recorded routing (.zip, .tar, .tar.gz); '\(file)' looks like a benchmark file: record it with --model DIR --benchmark \(file)")
             }
         }
@@ -140,7 +140,7 @@ public struct BuildCommand: ParsableCommand {
     public func run() throws {
         let start = Date()
         let note: (String) -> Void = quiet ? { _ in } : { StandardError.write($0 + "\n") }
-        let outURL = URL(fileURLWithPath: out)
+        let outURL = out.url
         // Step 1, the source: records with pathways, from archives or from the model.
         let set: ReferenceSet, vectors: IndexBuilder.Vectors
         var model: RoutedMoEModel?
@@ -151,7 +151,7 @@ public struct BuildCommand: ParsableCommand {
             set = try PathwayRecorder.referenceSet(model: m, benchmarks: benchmarkURLs, out: outURL, progress: !quiet, note: note)
             model = m
         } else {
-            set = try IndexBuilder.load(archives: references.map { URL(fileURLWithPath: $0) }, options: archiveOptions, note: note)
+            set = try IndexBuilder.load(archives: references.map(\.url), options: archiveOptions, note: note)
             note("records: \(set.count) valid (\(set.records.filter(\.correct).count) correct), \(set.skippedInvalid) invalid skipped")
             vectors = try self.vectors()
         }

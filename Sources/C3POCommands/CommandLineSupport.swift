@@ -9,6 +9,22 @@ public struct UsageError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// A path option: the text as the user typed it (for messages) and its URL, made when the
+/// command line is parsed.
+public struct PathArgument: ExpressibleByArgument, CustomStringConvertible, Sendable, Equatable {
+    public let typed: String
+    public let url: URL
+
+    public init?(argument: String) {
+        guard !argument.isEmpty else { return nil }
+        typed = argument
+        url = URL(fileURLWithPath: argument)
+    }
+
+    public var description: String { typed }
+    public var defaultValueDescription: String { typed }
+}
+
 /// Paths checked before the loaders see them, so that a missing folder is reported as
 /// the folder the user named, not as the first file a loader looks for inside it.
 enum InputPaths {
@@ -31,6 +47,10 @@ enum InputPaths {
     }
 
     /// `path` must be an existing file (`-` is not accepted here).
+    static func index(_ path: PathArgument) throws -> URL { try index(path.typed) }
+    static func model(_ path: PathArgument) throws -> URL { try model(path.typed) }
+    static func file(_ path: PathArgument, _ what: String) throws -> URL { try file(path.typed, what) }
+
     static func file(_ path: String, _ what: String) throws -> URL {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {

@@ -28,10 +28,10 @@ public struct EmbedCommand: ParsableCommand {
     }
 
     @Option(name: .customLong("input"), help: ArgumentHelp("Input text file, UTF-8, one text per line (blank lines are rows too).", valueName: "file"))
-    var input: String
+    var input: PathArgument
 
     @Option(name: .customLong("output"), help: ArgumentHelp("Output .npy file (float32, C order, [n, dim]).", valueName: "file"))
-    var output: String
+    var output: PathArgument
 
     @Option(name: .customLong("jsonl"), help: ArgumentHelp("Read --input as JSON Lines and embed this string field of each record.", valueName: "field"))
     var jsonlField: String?
@@ -82,8 +82,8 @@ public struct EmbedCommand: ParsableCommand {
     }
 
     public func run() throws {
-        let inputURL = URL(fileURLWithPath: input)
-        let outputURL = URL(fileURLWithPath: output)
+        let inputURL = input.url
+        let outputURL = output.url
         let texts = try Self.readTexts(inputURL, jsonlField: jsonlField)
         let model = try embedderOptions.load()
         if !quiet { StandardError.write("embedding \(texts.count) texts with \(model.identifier) (dim \(model.dimension))\n") }

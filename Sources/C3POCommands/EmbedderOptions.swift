@@ -11,7 +11,7 @@ public struct EmbedderOptions: ParsableArguments {
                 // printed outside the help column.
                 "Sentence-transformers model folder (config.json, model.safetensors, vocab.txt or tokenizer.json, 1_Pooling/config.json, sentence_bert_config.json). (default: $C3PO_EMBEDDER, else $C3PO_HOME/models/all-MiniLM-L6-v2; C3PO_HOME defaults to ~/.cache/c3po)",
                 valueName: "dir"))
-    public var embedder: String?
+    public var embedder: PathArgument?
 
     @Option(name: .customLong("batch-size"), help: ArgumentHelp("Sentences per encoder batch (sorted by length into batches).", valueName: "n"))
     public var batchSize: Int = 32
@@ -24,7 +24,7 @@ public struct EmbedderOptions: ParsableArguments {
 
     /// The folder in use: --embedder, else C3POPaths.defaultEmbedder.
     public var directory: URL {
-        embedder.map { URL(fileURLWithPath: $0) } ?? C3POPaths.defaultEmbedder
+        embedder?.url ?? C3POPaths.defaultEmbedder
     }
 
     public func load() throws -> SentenceTransformer {

@@ -5,7 +5,7 @@ import Foundation
 /// `--index DIR`: an index folder (Index/README.md), shared by every command that reads one.
 public struct IndexOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Index folder written by `c3po-index build` (Index/README.md), e.g. Index/NAME.", valueName: "dir"))
-    public var index: String
+    public var index: PathArgument
 
     public init() {}
 

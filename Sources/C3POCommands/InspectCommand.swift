@@ -25,7 +25,7 @@ public struct InspectCommand: ParsableCommand {
     public var textFile: String?
 
     @Option(name: .long, help: ArgumentHelp("Routing override for the last position in the official {\"layers\": [...]} form.", valueName: "file"))
-    public var routing: String?
+    public var routing: PathArgument?
 
     @Flag(name: .long, help: "Print {\"token_ids\", \"logits\" (full vocabulary, last position), \"router_probs\" (per decoder layer, last position; null for a dense layer), \"warnings\"} as JSON.")
     public var json = false
@@ -70,7 +70,7 @@ public struct InspectCommand: ParsableCommand {
         let model = try modelOptions.load()
         var override: RoutingOverride?
         if let routing {
-            let url = URL(fileURLWithPath: routing)
+            let url = routing.url
             guard let data = try? Data(contentsOf: url) else { throw FileError.cannotOpen(url, "cannot read") }
             override = try RoutingOverride(officialJSON: data, layers: model.layerCount, experts: model.expertCount, source: url.path)
         }

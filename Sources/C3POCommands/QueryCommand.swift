@@ -23,13 +23,13 @@ public struct QueryCommand: ParsableCommand {
     public var json = false
 
     @Option(help: ArgumentHelp("Read queries from this file: one per line, or JSON Lines with --jsonl.", valueName: "file"))
-    public var file: String?
+    public var file: PathArgument?
 
     @Option(help: ArgumentHelp("With --file: the file is JSON Lines and this string field holds each query (e.g. question).", valueName: "field"))
     public var jsonl: String?
 
     @Option(help: ArgumentHelp("Precomputed float32 .npy query embeddings [queries, dimension]; skips the embedder.", valueName: "file"))
-    public var vectors: String?
+    public var vectors: PathArgument?
 
     @Flag(help: "Search queries one at a time and report latency p50/p99 on stderr.")
     public var reportLatency = false
@@ -60,7 +60,7 @@ public struct QueryCommand: ParsableCommand {
 
     func queries() throws -> [String] {
         guard let path = file else { return text.map(QuestionText.extract(from:)) }
-        let url = URL(fileURLWithPath: path)
+        let url = path.url
         guard let field = jsonl else { return try JSONLines.lines(of: url).map { QuestionText.extract(from: String($0.text)) } }
         return try JSONLines.lines(of: url).map { number, line in
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
@@ -81,7 +81,7 @@ public struct QueryCommand: ParsableCommand {
         var labels: [String]
         let matrix: [Float] // [queries, dimension]
         if let path = vectors {
-            let url = URL(fileURLWithPath: path)
+            let url = path.url
             let (header, values) = try NPY.readFloats(url)
             guard header.shape.count == 2, header.shape[1] == idx.dimension else {
                 throw ReferenceIndexError.invalid(url, "shape \(header.shape), expected [queries, \(idx.dimension)] (the index's dimension)")

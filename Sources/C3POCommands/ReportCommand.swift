@@ -29,13 +29,13 @@ public struct ReportCommand: ParsableCommand {
     public var runs: [String]
 
     @Option(help: ArgumentHelp("The index folder the runs used: neighbour questions and pathways (Index/README.md).", valueName: "dir"))
-    public var index: String?
+    public var index: PathArgument?
 
     @Option(help: ArgumentHelp("The test set (dataset schema, JSONL): question texts and choices for rows that lack them.", valueName: "file"))
-    public var test: String?
+    public var test: PathArgument?
 
     @Option(help: ArgumentHelp("The HTML file to write.", valueName: "file"))
-    public var out: String
+    public var out: PathArgument
 
     @Option(name: .customLong("max-heatmaps"), help: ArgumentHelp("Flipped questions drawn with heat-maps, per direction (gained, lost).", valueName: "n"))
     public var maxHeatmaps: Int = ReportOptions().maxHeatmaps
@@ -71,18 +71,18 @@ public struct ReportCommand: ParsableCommand {
         let reportIndex = try index.map { try ReportIndex(directory: try InputPaths.index($0)) }
         let questions = try test.map { try MCDataset.load(try InputPaths.file($0, "test file")) } ?? []
         var options = ReportOptions()
-        options.maxHeatmaps = maxHeatmaps; options.title = title; options.testSet = test
-        let url = URL(fileURLWithPath: out)
+        options.maxHeatmaps = maxHeatmaps; options.title = title; options.testSet = test?.typed
+        let url = out.url
         let bytes = try HTMLReport.write(runs: loaded, index: reportIndex, test: questions, options: options, to: url)
         if !quiet { print("report: \(out) (\(Self.size(bytes)))") }
     }
 
     /// The page of one run just done (`run --report`).
-    static func write(results: [SampleResult], label: String, index: ReferenceIndex, test: String, questions: [MCQuestion], to path: String) throws -> Int {
+    static func write(results: [SampleResult], label: String, index: ReferenceIndex, test: String, questions: [MCQuestion], to url: URL) throws -> Int {
         var options = ReportOptions()
         options.testSet = test
         return try HTMLReport.write(runs: [ReportRun(label: label, source: "this run", results: results)], index: ReportIndex(index),
-                                    test: questions, options: options, to: URL(fileURLWithPath: path))
+                                    test: questions, options: options, to: url)
     }
 
     static func size(_ bytes: Int) -> String {

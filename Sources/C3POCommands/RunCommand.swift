@@ -33,7 +33,7 @@ public struct RunCommand: ParsableCommand {
     @OptionGroup public var modelOptions: ModelOptions
 
     @Option(help: ArgumentHelp("Test set in the dataset schema (Datasets/README.md), JSONL.", valueName: "file"))
-    public var test: String
+    public var test: PathArgument
 
     @Option(help: "Re-mixing method: kernel (kernel regression), mode (mean-shift in pathway space), task (per-task weights of the index), neighbors (the published code's average), none (base model), oracle (uses gold answers: upper bound, analysis only).")
     public var method: MixingMethod = .kernel
@@ -72,13 +72,13 @@ public struct RunCommand: ParsableCommand {
     public var limit: Int?
 
     @Option(help: ArgumentHelp("Per-question results, JSONL (id, task, gold, base/C3PO answers, neighbours, alpha, seconds, pathways of the critical layers; see README.md, The --out rows).", valueName: "file"))
-    public var out: String?
+    public var out: PathArgument?
 
     @Option(name: .customLong("emit-weights"), help: ArgumentHelp("Write the re-mixed pathways, {id: {\"layers\": [...]}} in the official record form, for a PyTorch engine.", valueName: "file"))
-    public var emitWeights: String?
+    public var emitWeights: PathArgument?
 
     @Option(help: ArgumentHelp("Also write the run's HTML report (c3po-apply report --help).", valueName: "file.html"))
-    public var report: String?
+    public var report: PathArgument?
 
     @Flag(help: "Print the summary as JSON on stdout (with \"warnings\": what was off target).")
     public var json = false
@@ -132,13 +132,13 @@ public struct RunCommand: ParsableCommand {
             if let why = r.skipped, !quiet { StandardError.warning("skipped \(r.id): \(why)") }
         }, onWarning: StandardError.warning)
         // Outputs are written only once the whole run succeeded (atomically).
-        if let out { try AtomicWrite.write(lines, to: URL(fileURLWithPath: out)) }
+        if let out { try AtomicWrite.write(lines, to: out.url) }
         if let emitWeights {
             let data = try JSONSerialization.data(withJSONObject: emitted, options: [.sortedKeys, .prettyPrinted])
-            try AtomicWrite.write(data, to: URL(fileURLWithPath: emitWeights))
+            try AtomicWrite.write(data, to: emitWeights.url)
         }
         if let report {
-            let bytes = try ReportCommand.write(results: results, label: method.rawValue, index: refIndex, test: test, questions: questions, to: report)
+            let bytes = try ReportCommand.write(results: results, label: method.rawValue, index: refIndex, test: test.typed, questions: questions, to: report.url)
             if !quiet { StandardError.write("report: \(report) (\(ReportCommand.size(bytes)))\n") }
         }
         let summary = RunSummary(results: results, method: method, warnings: runner.warnings)
