@@ -67,6 +67,9 @@ public struct BuildCommand: ParsableCommand {
     @Option(name: .customLong("search-parameter"), help: ArgumentHelp("faiss search parameter stored in the index, NAME=VALUE (e.g. nprobe=16, efSearch=64); repeatable.", valueName: "name=value"))
     public var searchParameters: [String] = []
 
+    @Option(help: ArgumentHelp("Build one shard of a build split across machines: K/N (0-based), auto (a Slurm job array: SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT) or auto/N (the task index from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX). Records go to shard stableHash(id) mod N; the shard's records and pathways are written to OUT/shard-K-of-N/ (resumable), and `c3po-index merge OUT --out DIR` makes the index (Index/README.md, Shards).", valueName: "K/N|auto"))
+    public var shard: String?
+
     @Flag(help: "No progress lines on stderr.")
     public var quiet = false
 
@@ -91,6 +94,10 @@ public struct BuildCommand: ParsableCommand {
         }
         if let d = dedup, !(d > 0 && d <= 1) { throw ValidationError("--dedup must be in (0, 1], got \(d)") }
         if let m = maxArchiveBytes, m <= 0 { throw ValidationError("--max-archive-bytes must be positive") }
+        if shard != nil {
+            _ = try shardSpec()
+            guard embeddings == nil else { throw ValidationError("--embeddings cannot be sharded: the merge embeds every record in one pass, as a single build does") }
+        }
         if embedderId != nil && embeddings == nil { throw ValidationError("--embedder-id needs --embeddings") }
         _ = try parsedSearchParameters()
     }
@@ -124,6 +131,11 @@ public struct BuildCommand: ParsableCommand {
         }
     }
 
+    func shardSpec() throws -> ShardSpec? {
+        guard let shard else { return nil }
+        do { return try ShardSpec(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
+    }
+
     /// The vectors of an archive build: `--embeddings`, else the embedder.
     func vectors() throws -> IndexBuilder.Vectors {
         guard let path = embeddings else { return .embedder(try embedderOptions.load()) }
@@ -140,7 +152,9 @@ public struct BuildCommand: ParsableCommand {
     public func run() throws {
         let start = Date()
         let note: (String) -> Void = quiet ? { _ in } : { StandardError.write($0 + "\n") }
-        let outURL = out.url
+        let shard = try shardSpec()
+        // A shard goes to OUT/shard-K-of-N (its work folder, when resuming, beside it).
+        let outURL = shard.map { out.url.appendingPathComponent($0.name) } ?? out.url
         // Step 1, the source: records with pathways, from archives or from the model.
         let set: ReferenceSet, vectors: IndexBuilder.Vectors
         var model: RoutedMoEModel?
@@ -148,12 +162,24 @@ public struct BuildCommand: ParsableCommand {
             let m = try ModelOptions.load(path)
             let benchmarkURLs = try benchmarks.map { try InputPaths.file($0, "benchmark file") }
             vectors = .embedder(try embedderOptions.load())
-            set = try PathwayRecorder.referenceSet(model: m, benchmarks: benchmarkURLs, out: outURL, progress: !quiet, note: note)
+            set = try PathwayRecorder.referenceSet(model: m, benchmarks: benchmarkURLs, out: outURL, shard: shard, progress: !quiet, note: note)
             model = m
         } else {
-            set = try IndexBuilder.load(archives: references.map(\.url), options: archiveOptions, note: note)
+            set = try IndexBuilder.load(archives: references.map(\.url), options: archiveOptions, shard: shard, note: note)
             note("records: \(set.count) valid (\(set.records.filter(\.correct).count) correct), \(set.skippedInvalid) invalid skipped")
             vectors = try self.vectors()
+        }
+        if let shard {
+            guard case .embedder(let embedder) = vectors else { return }
+            let manifest = ShardManifest(created: IndexManifest.timestamp(), shard: shard, kind: model == nil ? "archive" : "benchmark",
+                                         sources: set.sources, model: model?.identity, embedder: embedder.identifier,
+                                         build: .init(try builderOptions), offered: set.offered, count: set.count,
+                                         skippedInvalid: set.skippedInvalid, layers: set.layers ?? model?.layerCount,
+                                         experts: set.experts ?? model?.expertCount)
+            try ShardFolder.write(set, manifest: manifest, to: outURL)
+            if model != nil { try? FileManager.default.removeItem(at: PathwayRecorder.workDirectory(for: outURL)) }
+            print("wrote \(outURL.path): shard \(shard) holds \(set.count) of \(set.offered) records, \(String(format: "%.1f", Date().timeIntervalSince(start))) s; when every shard is done: c3po-index merge \(out.typed) --out DIR")
+            return
         }
         // Step 2, the same for both: filter, embed, dedup, FAISS, tuning (with a model), atomic write.
         let tuner = model.map { LeaveOneOutTuner(model: $0) }

@@ -54,10 +54,11 @@ public enum IndexBuilder {
     }
 
     /// Reads archives into one reference set: every valid record, correct or not
-    /// (validation of `ReferenceArchive`; the correctness filter is the builder's).
-    public static func load(archives: [URL], options: ReferenceArchive.Options,
+    /// (validation of `ReferenceArchive`; the correctness filter is the builder's); with
+    /// `shard`, only the records of that shard.
+    public static func load(archives: [URL], options: ReferenceArchive.Options, shard: ShardSpec? = nil,
                             note: (String) -> Void = { StandardError.write($0 + "\n") }) throws -> ReferenceSet {
-        var set = ReferenceSet()
+        var set = ReferenceSet(shard: shard)
         for url in archives {
             note("reading \(url.path)")
             try ReferenceArchive.read(url, options: options, into: &set, note: note)
@@ -137,9 +138,10 @@ public enum IndexBuilder {
     /// `out`, written atomically. Returns the manifest.
     @discardableResult
     public static func build(_ set: ReferenceSet, vectors: Vectors, model: ModelIdentity? = nil, tuner: IndexTuner? = nil,
-                             out: URL, options: Options,
+                             out: URL, options: Options, shards: Int? = nil,
                              note: (String) -> Void = { StandardError.write($0 + "\n") }) throws -> IndexManifest {
         var a = try assemble(set, vectors: vectors, model: model, options: options, forTuning: tuner != nil)
+        a.contents.shards = shards.map { IndexManifest.Shards(count: $0) }
         if let tuner, let pool = a.tuningPool {
             let weights = try tuner.tune(pool, criticalLayers: a.contents.criticalLayers ?? [], note: note)
             if let mixing = weights.manifestMixing {

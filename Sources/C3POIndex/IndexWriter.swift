@@ -23,6 +23,8 @@ public struct IndexContents: Sendable {
     public var filters: IndexManifest.Filters
     /// faiss search parameters stored in the manifest and applied on load ("nprobe").
     public var searchParameters: [String: Double]
+    /// Set when merged from shards: the manifest's `shards` entry.
+    public var shards: IndexManifest.Shards?
 
     public init(records: [ReferenceRecord], pathways: [Float], embeddings: [Float], layers: Int, experts: Int,
                 embedderID: String, dimension: Int, sources: [IndexManifest.Source], model: ModelIdentity? = nil,
@@ -79,14 +81,13 @@ public enum IndexWriter {
 
         var records = contents.records
         for i in records.indices { records[i].row = i }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        let manifest = IndexManifest(
-            created: formatter.string(from: Date()),
+        var manifest = IndexManifest(
+            created: IndexManifest.timestamp(),
             embedder: .init(id: contents.embedderID, dimension: d), model: contents.model,
             layers: contents.layers, experts: contents.experts, criticalLayers: critical, factory: factory,
             count: n, tasks: contents.taskCounts, sources: contents.sources, filters: contents.filters,
             mixing: contents.mixing, searchParameters: contents.searchParameters)
+        manifest.shards = contents.shards
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Foundation pretty-prints an empty object or array over several lines: write `{}` / `[]`

@@ -13,11 +13,25 @@ public struct ReferenceSet: Sendable {
     public var experts: Int?
     public var sources: [IndexManifest.Source] = []
     public var skippedInvalid = 0
+    /// When set, only the records of this shard are kept (`build --shard`); the others are
+    /// passed over unread.
+    public var shard: ShardSpec?
+    /// Records offered so far, in source order, whatever their shard: a record's position in
+    /// the unsharded sequence, which a shard stores as its `row` so that a merge restores the
+    /// order of a single build.
+    public private(set) var offered = 0
     private var ids: [String: String] = [:] // id -> source, to refuse duplicates
 
-    public init() {}
+    public init(shard: ShardSpec? = nil) { self.shard = shard }
 
     public var count: Int { records.count }
+
+    /// Counts one record of the source; its position when it belongs to this set's shard
+    /// (always, unsharded), nil when another shard holds it.
+    public mutating func claim(_ id: String) -> Int? {
+        defer { offered += 1 }
+        return shard.map { $0.contains(id) } ?? true ? offered : nil
+    }
 
     /// Adds one record with its pathway [layers * experts]; the first record fixes the
     /// shape. Throws a reason (without file or id) when the record does not fit.
@@ -35,7 +49,7 @@ public struct ReferenceSet: Sendable {
         self.layers = layers
         self.experts = experts
         var r = record
-        r.row = records.count
+        if shard == nil { r.row = records.count } // a shard keeps the position it was given
         records.append(r)
         pathways.append(contentsOf: pathway)
     }
@@ -254,13 +268,14 @@ public enum ReferenceArchive {
         for caseID in sortedIDs(parsed.keys) {
             guard let raw = parsed[caseID] else { continue }
             let id = "\(task)_\(caseID)"
+            guard let position = set.claim(id) else { continue } // another shard's record
             do {
                 if let problem = raw.problem { throw RecordProblem(problem) }
                 guard let inputText = raw.inputText, let correctAnswer = raw.correctAnswer, let isCorrect = raw.isCorrect,
                       let layers = raw.layers else { throw RecordProblem("incomplete record") }
                 let (pathway, L, E) = try pathway(of: layers, tolerance: options.sumTolerance)
                 let record = ReferenceRecord(
-                    row: 0, id: id, task: task, question: QuestionText.extract(from: inputText),
+                    row: position, id: id, task: task, question: QuestionText.extract(from: inputText),
                     gold: correctAnswer.trimmingCharacters(in: .whitespaces), modelAnswer: raw.modelAnswer,
                     correct: isCorrect, source: file, prompt: inputText, labels: QuestionText.labels(in: inputText))
                 try set.append(record, pathway: pathway, layers: L, experts: E)

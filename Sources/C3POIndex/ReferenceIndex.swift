@@ -125,12 +125,20 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     public var mixing: Mixing
     /// faiss search-time parameters applied on load ("nprobe", "efSearch"); empty for Flat.
     public var searchParameters: [String: Double]
+    /// Set when the index was merged from shards (`c3po-index merge`); absent otherwise.
+    public var shards: Shards?
+
+    public struct Shards: Codable, Sendable, Equatable {
+        public var count: Int
+        public init(count: Int) { self.count = count }
+    }
 
     enum CodingKeys: String, CodingKey {
         case format, created, tool, embedder, model, layers, experts, factory, metric, count, tasks, sources, filters, mixing
         case formatVersion = "format_version"
         case criticalLayers = "critical_layers"
         case searchParameters = "search_parameters"
+        case shards
     }
 
     public init(format: String = IndexManifest.formatName, formatVersion: Int = IndexManifest.currentVersion,
@@ -164,6 +172,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         filters = try c.decode(Filters.self, forKey: .filters)
         mixing = try c.decode(Mixing.self, forKey: .mixing)
         searchParameters = try c.decodeIfPresent([String: Double].self, forKey: .searchParameters) ?? [:]
+        shards = try c.decodeIfPresent(Shards.self, forKey: .shards)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -185,6 +194,16 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         try c.encode(filters, forKey: .filters)
         try c.encode(mixing, forKey: .mixing)
         try c.encode(searchParameters, forKey: .searchParameters)
+        try c.encodeIfPresent(shards, forKey: .shards)
+    }
+}
+
+extension IndexManifest {
+    /// The time stamp of `created`: now, ISO 8601 in UTC, to the second.
+    public static func timestamp() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date())
     }
 }
 

@@ -53,13 +53,15 @@ public enum PathwayRecorder {
     /// `out`), as a reference set for `IndexBuilder`. A question the model cannot run (an
     /// empty prompt, one longer than its context, labels that are not single tokens) is
     /// named on stderr and counted as an invalid record.
-    public static func referenceSet(model: RoutedMoEModel, benchmarks: [URL], out: URL, progress: Bool = true,
+    public static func referenceSet(model: RoutedMoEModel, benchmarks: [URL], out: URL, shard: ShardSpec? = nil, progress: Bool = true,
                                     note: (String) -> Void = { StandardError.write($0 + "\n") }) throws -> ReferenceSet {
         var questions: [(question: MCQuestion, source: String)] = []
-        var set = ReferenceSet()
+        var positions: [String: Int] = [:]
+        var set = ReferenceSet(shard: shard)
         for url in benchmarks {
             let qs = try MCDataset.load(url)
-            questions += qs.map { ($0, url.lastPathComponent) }
+            // With a shard, only its questions are run; each keeps its position in the whole sequence.
+            for q in qs { if let p = set.claim(q.id) { questions.append((q, url.lastPathComponent)); positions[q.id] = p } }
             set.sources.append(.init(path: url.lastPathComponent, kind: "benchmark", sha256: try SHA256Hasher.hexDigest(ofFile: url), records: qs.count))
         }
         let recorded = try record(model: model, questions: questions,
@@ -70,7 +72,7 @@ public enum PathwayRecorder {
                 set.skippedInvalid += 1
                 continue
             }
-            let record = ReferenceRecord(id: r.id, task: r.task, question: r.question, gold: r.gold, modelAnswer: r.modelAnswer,
+            let record = ReferenceRecord(row: positions[r.id] ?? 0, id: r.id, task: r.task, question: r.question, gold: r.gold, modelAnswer: r.modelAnswer,
                                          correct: r.correct, source: r.source, prompt: r.prompt, labels: r.labels)
             do {
                 try set.append(record, pathway: r.pathway.flatMap { $0 }, layers: model.layerCount, experts: model.expertCount)

@@ -231,3 +231,31 @@ private func XCTAssertEqual(_ a: [Double], _ b: [Double], accuracy: Double, file
     XCTAssertEqual(a.count, b.count, file: file, line: line)
     for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
 }
+
+final class ShardSpecTests: XCTestCase {
+    func testParsesKOfNAndTheSchedulersVariables() throws {
+        XCTAssertEqual(try ShardSpec(parsing: "2/4", environment: [:]), try ShardSpec(index: 2, count: 4))
+        XCTAssertEqual(try ShardSpec(parsing: "auto", environment: ["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"]),
+                       try ShardSpec(index: 3, count: 4))
+        XCTAssertEqual(try ShardSpec(parsing: "auto/8", environment: ["JOB_COMPLETION_INDEX": "5"]), try ShardSpec(index: 5, count: 8))
+        for (bad, fragment) in [("4/4", "outside 0..<4"), ("0/0", "at least 1"), ("x/4", "not an integer"), ("3", "expects K/N"),
+                                ("auto", "SLURM_ARRAY_TASK_COUNT"), ("auto/4", "JOB_COMPLETION_INDEX")] {
+            XCTAssertThrowsError(try ShardSpec(parsing: bad, environment: [:]), bad) { XCTAssertTrue("\($0)".contains(fragment), "\(bad): \($0)") }
+        }
+        XCTAssertEqual(try ShardSpec(index: 3, count: 16).name, "shard-3-of-16")
+    }
+
+    func testThePartitionIsTheDocumentedHashAndCoversEveryIdOnce() throws {
+        // Values of the documented formula (FNV-1a 64 of the UTF-8 bytes, then SplitMix64's
+        // finalizer), computed with Python's integers.
+        XCTAssertEqual(ShardSpec.stableHash("sciq_17"), 3_264_776_686_265_110_094)
+        XCTAssertEqual(ShardSpec.stableHash(""), 17_665_956_581_633_026_203)
+        let ids = (0..<1000).map { "reference-2-\(String(format: "%05d", $0))" }
+        for n in [1, 3, 16] {
+            let shards = try (0..<n).map { try ShardSpec(index: $0, count: n) }
+            for id in ids { XCTAssertEqual(shards.filter { $0.contains(id) }.count, 1, id) }
+            let sizes = shards.map { s in ids.filter { s.contains($0) }.count }
+            XCTAssertLessThan(sizes.max()! - sizes.min()!, 1000 / n / 2, "ids that differ in their last digits spread over every shard: \(sizes)")
+        }
+    }
+}
