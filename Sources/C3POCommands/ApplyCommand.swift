@@ -14,7 +14,7 @@ public struct ApplyCommand: ParsableCommand {
             """,
         discussion: "Without a subcommand, c3po-apply runs `run`: its options are listed below and in 'c3po-apply run --help'.",
         version: ToolVersion.text("c3po-apply"),
-        subcommands: [RunCommand.self, InspectCommand.self, ReportCommand.self],
+        subcommands: [RunCommand.self, InspectCommand.self, ReportCommand.self, MergeResultsCommand.self],
         defaultSubcommand: RunCommand.self
     )
     public init() {}

@@ -80,6 +80,9 @@ public struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Also write the run's HTML report (c3po-apply report --help).", valueName: "file.html"))
     public var report: PathArgument?
 
+    @Option(help: ArgumentHelp("Answer one shard of the test set: K/N, auto or auto/N (as c3po-index build --shard; questions by a stable hash of their id, after --limit). Needs --out; beside it goes OUT.shard.json, and `c3po-apply merge-results` joins the parts into one run.", valueName: "K/N|auto"))
+    public var shard: String?
+
     @Flag(help: "Print the summary as JSON on stdout (with \"warnings\": what was off target).")
     public var json = false
 
@@ -98,11 +101,34 @@ public struct RunCommand: ParsableCommand {
         if let l = limit, l < 1 { throw ValidationError("--limit must be at least 1, got \(l)") }
         guard maxSimilarity.isFinite else { throw ValidationError("--max-similarity must be a number") }
         guard similarityFloor.isFinite else { throw ValidationError("--similarity-floor must be a number") }
+        if shard != nil {
+            _ = try shardSpec()
+            guard out != nil else { throw ValidationError("--shard needs --out PART.jsonl (c3po-apply merge-results joins the parts)") }
+            guard report == nil else { throw ValidationError("--report with --shard: write the report from the merged run (merge-results --out, then c3po-apply report)") }
+        }
+    }
+
+    func shardSpec() throws -> ShardSpec? {
+        guard let shard else { return nil }
+        do { return try ShardSpec(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
+    }
+
+    /// The options that make two runs the same run (a part of a sharded run records them).
+    var runIdentity: String {
+        "method=\(method.rawValue) k=\(k) kernel=\(kernel.rawValue) bandwidth=\(bandwidth.map { "\($0)" } ?? "index") "
+            + "critical-layers=\(criticalLayers) core-experts=\(coreExperts) alpha=\(alpha) max-similarity=\(maxSimilarity) "
+            + "neighbors=\(neighbors.rawValue) seed=\(seed) limit=\(limit.map(String.init) ?? "none")"
     }
 
     public func run() throws {
         _ = try indexOptions.directory()
-        let questions = try MCDataset.load(try InputPaths.file(test, "test file"))
+        let testURL = try InputPaths.file(test, "test file")
+        let questions = try MCDataset.load(testURL)
+        // A shard answers its share of the (limited) test set; the positions let merge-results restore the order.
+        let shard = try shardSpec()
+        let limited = limit.map { Array(questions.prefix($0)) } ?? questions
+        let positions = shard.map { s in limited.indices.filter { s.contains(limited[$0].id) } }
+        let total = limited.count
         let refIndex = try indexOptions.load()
         let model = try modelOptions.load()
         try refIndex.checkCompatible(model: model.identity)
@@ -126,13 +152,20 @@ public struct RunCommand: ParsableCommand {
         var emitted: [String: Any] = [:]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let results = try runner.run(questions, onResult: { r, o in
+        let results = try runner.run(questions, answering: positions, onResult: { r, o in
             if out != nil { lines.append(try encoder.encode(r)); lines.append(0x0A) }
             if let o, emitWeights != nil { emitted[r.id] = o.officialObject() }
             if let why = r.skipped, !quiet { StandardError.warning("skipped \(r.id): \(why)") }
         }, onWarning: StandardError.warning)
         // Outputs are written only once the whole run succeeded (atomically).
         if let out { try AtomicWrite.write(lines, to: out.url) }
+        if let shard, let out {
+            let part = ResultPart(shard: shard, test: .init(path: test.typed, sha256: try SHA256Hasher.hexDigest(ofFile: testURL), questions: total),
+                                  indexManifestSHA256: try SHA256Hasher.hexDigest(ofFile: refIndex.directory.appendingPathComponent(ReferenceIndex.manifestFile)),
+                                  model: model.identity.configSHA256, run: runIdentity, method: method, similarityFloor: similarityFloor,
+                                  neighborDraw: neighbors, heldTasks: runner.heldTasks.sorted(), positions: positions ?? [])
+            try part.write(besides: out.url)
+        }
         if let emitWeights {
             let data = try JSONSerialization.data(withJSONObject: emitted, options: [.sortedKeys, .prettyPrinted])
             try AtomicWrite.write(data, to: emitWeights.url)

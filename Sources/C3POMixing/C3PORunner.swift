@@ -253,15 +253,21 @@ public final class C3PORunner {
     /// for the base method or a skip) as soon as it is known, `onWarning` each warning (they
     /// are also in `warnings`).
     @discardableResult
-    public func run(_ questions: [MCQuestion], onResult: (SampleResult, RoutingOverride?) throws -> Void = { _, _ in },
+    /// `answering`: positions (in the limited list) of the questions to answer, for one shard of
+    /// a run: every question is still embedded and searched in one batch, as in the whole run, so
+    /// that a shard's rows are the whole run's rows.
+    public func run(_ questions: [MCQuestion], answering subset: [Int]? = nil,
+                    onResult: (SampleResult, RoutingOverride?) throws -> Void = { _, _ in },
                     onWarning: (String) -> Void = { _ in }) throws -> [SampleResult] {
         warnings = []
         func warn(_ text: String) { warnings.append(text); onWarning(text) }
         let qs = options.limit.map { Array(questions.prefix($0)) } ?? questions
-        guard !qs.isEmpty else { return [] }
-        let needsNeighbours = options.method != .none && options.method != .oracle
-        if let w = Self.promptEndWarning(qs) { warn(w) }
-        if needsNeighbours, let w = absentTaskWarning(qs) { warn(w) }
+        let order = subset ?? Array(qs.indices)
+        guard !qs.isEmpty, !order.isEmpty else { return [] }
+        let needsNeighbours = Self.needsNeighbours(options.method)
+        let answered = order.map { qs[$0] }
+        if let w = Self.promptEndWarning(answered) { warn(w) }
+        if needsNeighbours, let w = Self.absentTaskWarning(answered, held: heldTasks) { warn(w) }
         var hits: [[Neighbor]] = Array(repeating: [], count: qs.count)
         var overlaps: [Set<Int>] = Array(repeating: [], count: qs.count)
         var embedShare = 0.0, searchShare = 0.0
@@ -278,7 +284,7 @@ public final class C3PORunner {
                 }
             }
             hits = h
-            if options.neighborDraw == .similar, let w = Self.similarityWarning(hits, floor: options.similarityFloor) { warn(w) }
+            if options.neighborDraw == .similar, let w = Self.similarityWarning(order.map { hits[$0] }, floor: options.similarityFloor) { warn(w) }
             if options.method == .mode {
                 // rows too similar to the question are left out of the mean-shift as well
                 let all = pool.search(emb, k: pool.count, maxSimilarity: 2, successfulOnly: false)
@@ -291,8 +297,9 @@ public final class C3PORunner {
         let modeSpace = options.method == .mode ? pool.flattened(rows: successRows, layers: criticalLayers) : []
 
         var results: [SampleResult] = []
-        let progress = ProgressReporter("c3po-apply \(options.method.rawValue)", total: qs.count, enabled: options.progress)
-        for (i, q) in qs.enumerated() {
+        let progress = ProgressReporter("c3po-apply \(options.method.rawValue)", total: order.count, enabled: options.progress)
+        for (n, i) in order.enumerated() {
+            let q = qs[i]
             var r = SampleResult(id: q.id, task: q.task, gold: q.goldLabel, baseAnswer: nil, c3poAnswer: nil,
                                  baseCorrect: false, c3poCorrect: false,
                                  neighbors: hits[i].map { NeighborInfo(id: pool.references[$0.row].id, task: pool.references[$0.row].task, similarity: $0.similarity) },
@@ -301,7 +308,7 @@ public final class C3PORunner {
             let labelIDs: [Int]
             do { labelIDs = try model.labelTokenIDs(q.labels) } catch {
                 r.skipped = "label set \(q.labels) is not usable with this model: \(error)"
-                try onResult(r, nil); results.append(r); progress.update(i + 1); continue
+                try onResult(r, nil); results.append(r); progress.update(n + 1); continue
             }
             let ((state, tokens), tBase): ((PrefillState?, Int), Double) = try timed {
                 let tokens = try model.encode(q.prompt)
@@ -310,7 +317,7 @@ public final class C3PORunner {
             }
             guard let state else {
                 r.skipped = tokens == 0 ? "empty prompt" : "prompt of \(tokens) tokens is longer than the model's context (\(model.maxContext))"
-                try onResult(r, nil); results.append(r); progress.update(i + 1); continue
+                try onResult(r, nil); results.append(r); progress.update(n + 1); continue
             }
             let baseLogits = labelIDs.map { state.logits[$0] }
             let base = MCScoring.argmax(baseLogits)
@@ -331,21 +338,30 @@ public final class C3PORunner {
             r.secondsC3PO = tBase + (needsNeighbours ? embedShare + searchShare : 0) + tMix
             try onResult(r, override)
             results.append(r)
-            progress.update(i + 1)
+            progress.update(n + 1)
         }
-        let skipped = results.filter { $0.skipped != nil }
-        if let first = skipped.first {
-            warn("\(skipped.count) of \(results.count) questions skipped, not scored (first: '\(first.id)': \(first.skipped ?? ""))")
-        }
+        if let w = Self.skippedWarning(results) { warn(w) }
         return results
     }
 
     // MARK: off-target warnings
 
+    /// Questions skipped (never scored).
+    public static func skippedWarning(_ results: [SampleResult]) -> String? {
+        let skipped = results.filter { $0.skipped != nil }
+        guard let first = skipped.first else { return nil }
+        return "\(skipped.count) of \(results.count) questions skipped, not scored (first: '\(first.id)': \(first.skipped ?? ""))"
+    }
+
+    /// The tasks the index holds successful references of.
+    public var heldTasks: Set<String> { Set(pool.references.filter(\.correct).map(\.task)) }
+
+    /// Whether `method` retrieves neighbours (all but the base and the oracle).
+    public static func needsNeighbours(_ method: MixingMethod) -> Bool { method != .none && method != .oracle }
+
     /// Questions of tasks the index holds no successful reference of: their neighbours
     /// come from other tasks.
-    func absentTaskWarning(_ qs: [MCQuestion]) -> String? {
-        let held = Set(pool.references.filter(\.correct).map(\.task))
+    public static func absentTaskWarning(_ qs: [MCQuestion], held: Set<String>) -> String? {
         let absent = qs.filter { !held.contains($0.task) }
         guard !absent.isEmpty else { return nil }
         let counts = Dictionary(grouping: absent, by: \.task).map { ($0.key, $0.value.count) }.sorted { $0.0 < $1.0 }
@@ -357,7 +373,7 @@ public final class C3PORunner {
     }
 
     /// Questions whose neighbours are all below `floor`: re-mixed toward unrelated references.
-    static func similarityWarning(_ hits: [[Neighbor]], floor: Float) -> String? {
+    public static func similarityWarning(_ hits: [[Neighbor]], floor: Float) -> String? {
         let best = hits.map { $0.map(\.similarity).max() ?? -1 }
         let low = best.filter { $0 < floor }.sorted()
         guard !low.isEmpty else { return nil }
@@ -373,7 +389,7 @@ public final class C3PORunner {
     /// Prompts that do not end where the label is read: the label (" A", with its space)
     /// is scored at the last prompt position, so the prompt must end with the answer cue
     /// ("...\nAnswer:"), not with whitespace or with its last option.
-    static func promptEndWarning(_ qs: [MCQuestion]) -> String? {
+    public static func promptEndWarning(_ qs: [MCQuestion]) -> String? {
         func problem(_ q: MCQuestion) -> String? {
             if let last = q.prompt.unicodeScalars.last, CharacterSet.whitespacesAndNewlines.contains(last) {
                 return "ends with whitespace \(String(q.prompt.suffix(12)).debugDescription)"
