@@ -47,6 +47,14 @@ public struct ShardSpec: Sendable, Equatable, Codable, CustomStringConvertible {
         }
     }
 
+    enum CodingKeys: String, CodingKey { case index, count }
+
+    /// Decoded with the same checks as `init(index:count:)` (a shard file may be hostile).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(index: try c.decode(Int.self, forKey: .index), count: try c.decode(Int.self, forKey: .count))
+    }
+
     /// FNV-1a (64 bit), then the SplitMix64 finalizer.
     public static func stableHash(_ id: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
