@@ -43,6 +43,9 @@ public struct BuildCommand: ParsableCommand {
 
     @OptionGroup public var embedderOptions: EmbedderOptions
 
+    @Option(name: .customLong("embed-text"), help: ArgumentHelp("What is embedded: question (the question part of each prompt; Index/README.md, Which text is embedded) or prompt (the whole prompt / input_text, as the published code does; c3po-apply --preset official needs it). Recorded in the manifest; query and c3po-apply embed the same.", valueName: "question|prompt"))
+    public var embedText: EmbedText = .question
+
     @Option(help: ArgumentHelp("faiss index factory string: Flat (exact), IVF<n>,Flat or HNSW<m> (approximate).", valueName: "string"))
     public var factory: String = "Flat"
 
@@ -126,8 +129,10 @@ public struct BuildCommand: ParsableCommand {
 
     var builderOptions: IndexBuilder.Options {
         get throws {
-            IndexBuilder.Options(factory: factory, dedup: dedup, includeIncorrect: includeIncorrect, skipInvalid: skipInvalid,
-                                 batchSize: embedderOptions.batchSize, searchParameters: try parsedSearchParameters(), progress: !quiet)
+            var o = IndexBuilder.Options(factory: factory, dedup: dedup, includeIncorrect: includeIncorrect, skipInvalid: skipInvalid,
+                                         batchSize: embedderOptions.batchSize, searchParameters: try parsedSearchParameters(), progress: !quiet)
+            o.embedText = embedText
+            return o
         }
     }
 

@@ -123,7 +123,7 @@ public struct MergeResultsCommand: ParsableCommand {
         guard try SHA256Hasher.hexDigest(ofFile: testURL) == first.test.sha256 else {
             throw UsageError("\(testURL.path): not the test file the parts ran on (sha256 differs)")
         }
-        let questions = Array(try MCDataset.load(testURL).prefix(first.test.questions))
+        let questions = Array(try TestSet.load(testURL).questions.prefix(first.test.questions))
         var byPosition: [Int: SampleResult] = [:]
         for (_, part, rows) in loaded { for (p, r) in zip(part.positions, rows) { byPosition[p] = r } }
         guard byPosition.count == questions.count, questions.indices.allSatisfy({ byPosition[$0]?.id == questions[$0].id }) else {

@@ -58,10 +58,13 @@ public struct QueryCommand: ParsableCommand {
         var results: [Result]
     }
 
-    func queries() throws -> [String] {
-        guard let path = file else { return text.map(QuestionText.extract(from:)) }
+    /// The query texts, as the index embedded its records' (`embedText`, from its manifest).
+    func queries(_ embedText: EmbedText) throws -> [String] {
+        // An index of whole prompts (build --embed-text prompt) is queried with the texts as given.
+        let extract: (String) -> String = embedText == .prompt ? { $0 } : QuestionText.extract(from:)
+        guard let path = file else { return text.map(extract) }
         let url = path.url
-        guard let field = jsonl else { return try JSONLines.lines(of: url).map { QuestionText.extract(from: String($0.text)) } }
+        guard let field = jsonl else { return try JSONLines.lines(of: url).map { extract(String($0.text)) } }
         return try JSONLines.lines(of: url).map { number, line in
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
                 throw JSONLines.LineError(url: url, line: number, reason: JSONLines.malformedReason(line))
@@ -91,7 +94,7 @@ public struct QueryCommand: ParsableCommand {
         } else {
             let embedder = try embedderOptions.load()
             try idx.checkCompatible(embedder)
-            labels = try queries()
+            labels = try queries(idx.manifest.embeddedText)
             matrix = try embedder.embed(labels, batchSize: embedderOptions.batchSize,
                                         progress: labels.count > 1000 ? ProgressReporter("embedding", total: labels.count) : nil)
         }

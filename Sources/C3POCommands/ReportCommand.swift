@@ -69,7 +69,7 @@ public struct ReportCommand: ParsableCommand {
             if let n = counts[loaded[i].label], n > 1 { loaded[i].label += " #\(n)" }
         }
         let reportIndex = try index.map { try ReportIndex(directory: try InputPaths.index($0)) }
-        let questions = try test.map { try MCDataset.load(try InputPaths.file($0, "test file")) } ?? []
+        let questions = try test.map { try TestSet.load(try InputPaths.file($0, "test file")).questions } ?? []
         var options = ReportOptions()
         options.maxHeatmaps = maxHeatmaps; options.title = title; options.testSet = test?.typed
         let url = out.url

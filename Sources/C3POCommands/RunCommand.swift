@@ -10,6 +10,8 @@ extension MixingMethod: ExpressibleByArgument {}
 extension MixingKernel: ExpressibleByArgument {}
 extension NeighborDraw: ExpressibleByArgument {}
 extension AlphaChoice: ExpressibleByArgument {}
+extension EmbedText: ExpressibleByArgument {}
+extension AnswerMode: ExpressibleByArgument {}
 
 /// `c3po-apply run` (the default subcommand): answers a test set with the base model
 /// and with C3PO re-mixing; per-sample JSONL, emitted pathways, a summary.
@@ -32,14 +34,17 @@ public struct RunCommand: ParsableCommand {
 
     @OptionGroup public var modelOptions: ModelOptions
 
-    @Option(help: ArgumentHelp("Test set in the dataset schema (Datasets/README.md), JSONL.", valueName: "file"))
+    @Option(help: ArgumentHelp("Test set: JSONL in the dataset schema (Datasets/README.md), or the published evaluation format: a .json object case_id -> routing record (the gold letter from correct_answer, the prompt from input_text, the recorded model_answer kept as recorded_answer), or an archive of such files.", valueName: "file"))
     public var test: PathArgument
 
-    @Option(help: "Re-mixing method: kernel (kernel regression), mode (mean-shift in pathway space), task (per-task weights of the index), neighbors (the published code's average), none (base model), oracle (uses gold answers: upper bound, analysis only).")
-    public var method: MixingMethod = .kernel
+    @Option(help: ArgumentHelp("Settings of a published procedure: official (tianyi-lab/C3PO's olmoe_optimizer.py: --method neighbors, --k 3, no overlap cut, the last 5 layers, its instruction; on an index built with --embed-text prompt). Options given as well override the preset's; the summary lists what ran (README.md, Reproducing the published procedure).", valueName: "official"))
+    public var preset: Preset?
 
-    @Option(help: ArgumentHelp("Neighbours per question.", valueName: "n"))
-    public var k: Int = MixingDefaults.k
+    @Option(name: .customLong("method"), help: "Re-mixing method: kernel (kernel regression; the default), mode (mean-shift in pathway space), task (per-task weights of the index), neighbors (the published code's average), none (base model), oracle (uses gold answers: upper bound, analysis only).")
+    public var methodOption: MixingMethod?
+
+    @Option(name: .customLong("k"), help: ArgumentHelp("Neighbours per question (default 3).", valueName: "n"))
+    public var kOption: Int?
 
     @Option(help: "Kernel over question similarity (d = 1 - cosine): gaussian exp(-d^2 / 2h^2), cosine max(sim, 0), uniform.")
     public var kernel: MixingKernel = .gaussian
@@ -47,8 +52,8 @@ public struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Gaussian kernel bandwidth h (default: the neighbours' tasks' values from the index, else 0.25).", valueName: "h"))
     public var bandwidth: Float?
 
-    @Option(name: .customLong("critical-layers"), help: ArgumentHelp("Re-mix the last N routed layers (all of them if the model has fewer).", valueName: "n"))
-    public var criticalLayers: Int = MixingDefaults.criticalLayerCount
+    @Option(name: .customLong("critical-layers"), help: ArgumentHelp("Re-mix the last N routed layers (all of them if the model has fewer; default 5).", valueName: "n"))
+    public var criticalLayersOption: Int?
 
     @Option(name: .customLong("core-experts"), help: ArgumentHelp("Re-weight only the N experts the router ranks highest for the sample in each critical layer.", valueName: "n"))
     public var coreExperts: Int = MixingDefaults.coreExperts
@@ -56,8 +61,11 @@ public struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("alpha in w <- alpha w + (1 - alpha) w_mixed, the share of the router's own routing: 'index' (per task, from the index), 'search' (the paper's per-sample search on the neighbours' loss; costly), or a number in [0, 1].", valueName: "index|search|A"))
     public var alpha: AlphaChoice = .index
 
-    @Option(name: .customLong("max-similarity"), help: ArgumentHelp("Drop references whose question similarity to the test question exceeds this (overlap).", valueName: "s"))
-    public var maxSimilarity: Float = MixingDefaults.maxSimilarity
+    @Option(name: .customLong("max-similarity"), help: ArgumentHelp("Drop references whose question similarity to the test question exceeds this (overlap; default 0.95; none with --preset official).", valueName: "s"))
+    public var maxSimilarityOption: Float?
+
+    @Option(help: ArgumentHelp("Text put before every prompt the model sees, for the base and the C3PO answer alike (default none; the published instruction with --preset official).", valueName: "text"))
+    public var instruction: String?
 
     @Option(name: .customLong("similarity-floor"), help: ArgumentHelp("Warn about questions whose neighbours are all less similar than this (cosine).", valueName: "s"))
     public var similarityFloor: Float = RunnerOptions().similarityFloor
@@ -93,13 +101,36 @@ public struct RunCommand: ParsableCommand {
 
     public init() {}
 
+    /// Named sets of settings (`--preset`).
+    public enum Preset: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case official
+
+        /// The instruction the published code puts before every re-inference prompt.
+        public static let officialInstruction = "Answer with only a single letter (A, B, C, or D) representing the correct option. Do not explain your reasoning. Just output the letter of the answer. "
+    }
+
+    // The settings in effect: what was given, else the preset's, else the defaults.
+    var method: MixingMethod { methodOption ?? (preset == .official ? .neighbors : .kernel) }
+    var k: Int { kOption ?? MixingDefaults.k }
+    var criticalLayers: Int { criticalLayersOption ?? MixingDefaults.criticalLayerCount }
+    /// The published code keeps every neighbour, however similar (a test question finds itself).
+    var maxSimilarity: Float { maxSimilarityOption ?? (preset == .official ? .infinity : MixingDefaults.maxSimilarity) }
+    var instructionText: String { instruction ?? (preset == .official ? Preset.officialInstruction : "") }
+
+    /// What ran, for the summary (with a preset, or any setting a preset implies).
+    var settings: [String: String]? {
+        guard preset != nil || instruction != nil else { return nil }
+        return ["preset": preset?.rawValue ?? "none", "method": method.rawValue, "k": "\(k)", "critical_layers": "\(criticalLayers)",
+                "max_similarity": maxSimilarity.isFinite ? "\(maxSimilarity)" : "none", "instruction": instructionText]
+    }
+
     public func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1, got \(k)") }
         guard criticalLayers >= 1 else { throw ValidationError("--critical-layers must be at least 1, got \(criticalLayers)") }
         guard coreExperts >= 1 else { throw ValidationError("--core-experts must be at least 1, got \(coreExperts)") }
         if let b = bandwidth, !(b.isFinite && b > 0) { throw ValidationError("--bandwidth must be positive, got \(b)") }
         if let l = limit, l < 1 { throw ValidationError("--limit must be at least 1, got \(l)") }
-        guard maxSimilarity.isFinite else { throw ValidationError("--max-similarity must be a number") }
+        if let m = maxSimilarityOption, !m.isFinite { throw ValidationError("--max-similarity must be a number") }
         guard similarityFloor.isFinite else { throw ValidationError("--similarity-floor must be a number") }
         if shard != nil {
             _ = try shardSpec()
@@ -123,7 +154,8 @@ public struct RunCommand: ParsableCommand {
     public func run() throws {
         _ = try indexOptions.directory()
         let testURL = try InputPaths.file(test, "test file")
-        let questions = try MCDataset.load(testURL)
+        let testSet = try TestSet.load(testURL)
+        let questions = testSet.questions
         // A shard answers its share of the (limited) test set; the positions let merge-results restore the order.
         let shard = try shardSpec()
         let limited = limit.map { Array(questions.prefix($0)) } ?? questions
@@ -142,6 +174,10 @@ public struct RunCommand: ParsableCommand {
         options.maxSimilarity = maxSimilarity; options.limit = limit
         options.neighborDraw = neighbors; options.seed = seed
         options.embedBatchSize = embedderOptions.batchSize; options.progress = !quiet
+        options.embedText = refIndex.manifest.embeddedText; options.instruction = instructionText
+        if preset == .official, refIndex.manifest.embeddedText != .prompt {
+            throw UsageError("--preset official embeds whole prompts, as the published code does: build the index with c3po-index build --embed-text prompt (\(refIndex.directory.path) embeds questions)")
+        }
         options.similarityFloor = similarityFloor
         let runner = try C3PORunner(model: model, embedder: embedder, pool: try ReferencePool(index: refIndex),
                                     taskWeights: refIndex.taskWeights, options: options,
@@ -152,7 +188,9 @@ public struct RunCommand: ParsableCommand {
         var emitted: [String: Any] = [:]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let results = try runner.run(questions, answering: positions, onResult: { r, o in
+        let results = try runner.run(questions, answering: positions, onResult: { row, o in
+            var r = row
+            r.recordedAnswer = testSet.recordedAnswers[r.id]
             if out != nil { lines.append(try encoder.encode(r)); lines.append(0x0A) }
             if let o, emitWeights != nil { emitted[r.id] = o.officialObject() }
             if let why = r.skipped, !quiet { StandardError.warning("skipped \(r.id): \(why)") }
@@ -174,7 +212,8 @@ public struct RunCommand: ParsableCommand {
             let bytes = try ReportCommand.write(results: results, label: method.rawValue, index: refIndex, test: test.typed, questions: questions, to: report.url)
             if !quiet { StandardError.write("report: \(report) (\(ReportCommand.size(bytes)))\n") }
         }
-        let summary = RunSummary(results: results, method: method, warnings: runner.warnings)
+        var summary = RunSummary(results: results, method: method, warnings: runner.warnings)
+        summary.settings = settings
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -186,7 +225,11 @@ public struct RunCommand: ParsableCommand {
 
     static func table(_ s: RunSummary) -> String {
         func pct(_ x: Double) -> String { String(format: "%6.1f%%", 100 * x) }
-        var rows = ["method: \(s.method)",
+        var rows = ["method: \(s.method)"]
+        if let set = s.settings {
+            rows.append("settings: " + set.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.debugDescription)" }.joined(separator: ", "))
+        }
+        rows += [
                     "task                          total     base    c3po"]
         for (t, v) in s.byTask.sorted(by: { $0.key < $1.key }) {
             rows.append(t.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: " %7d ", v.total) + pct(v.baseAccuracy) + " " + pct(v.c3poAccuracy))

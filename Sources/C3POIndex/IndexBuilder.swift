@@ -31,6 +31,8 @@ public enum IndexBuilder {
         public var batchSize = 64
         public var searchParameters: [String: Double] = [:]
         public var progress = true
+        /// The records' text that is embedded.
+        public var embedText: EmbedText = .question
         public init(factory: String = "Flat", dedup: Float? = nil, includeIncorrect: Bool = false, skipInvalid: Bool = false,
                     batchSize: Int = 64, searchParameters: [String: Double] = [:], progress: Bool = true) {
             self.factory = factory; self.dedup = dedup; self.includeIncorrect = includeIncorrect; self.skipInvalid = skipInvalid
@@ -87,7 +89,14 @@ public enum IndexBuilder {
         var sources = set.sources
         switch vectors {
         case .embedder(let embedder):
-            let questions = embedded.map { set.records[$0].question }
+            let questions = try embedded.map { r -> String in
+                let record = set.records[r]
+                guard options.embedText == .prompt else { return record.question }
+                guard let prompt = record.prompt else {
+                    throw ReferenceIndexError.badArgument("--embed-text prompt: record '\(record.id)' (\(record.source)) has no prompt")
+                }
+                return prompt
+            }
             let progress = ProgressReporter("embedding", total: questions.count, enabled: options.progress)
             unit = try embedder.embed(questions, batchSize: options.batchSize, progress: progress)
             dimension = embedder.dimension; embedderID = embedder.identifier
@@ -129,7 +138,8 @@ public enum IndexBuilder {
                                  criticalLayers: defaultCriticalLayers(model: model, layers: layers),
                                  filters: filters, searchParameters: options.searchParameters)
         }
-        let contents = gather(keptRows.filter { !dropped.contains($0) })
+        var contents = gather(keptRows.filter { !dropped.contains($0) })
+        contents.embedText = options.embedText == .prompt ? .prompt : nil
         let pool = forTuning ? gather(embedded.indices.filter { !dropped.contains($0) }) : nil
         return Assembled(contents: contents, tuningPool: pool)
     }

@@ -25,6 +25,8 @@ public struct IndexContents: Sendable {
     public var searchParameters: [String: Double]
     /// Set when merged from shards: the manifest's `shards` entry.
     public var shards: IndexManifest.Shards?
+    /// What was embedded (nil: the questions, the default).
+    public var embedText: EmbedText?
 
     public init(records: [ReferenceRecord], pathways: [Float], embeddings: [Float], layers: Int, experts: Int,
                 embedderID: String, dimension: Int, sources: [IndexManifest.Source], model: ModelIdentity? = nil,
@@ -88,6 +90,7 @@ public enum IndexWriter {
             count: n, tasks: contents.taskCounts, sources: contents.sources, filters: contents.filters,
             mixing: contents.mixing, searchParameters: contents.searchParameters)
         manifest.shards = contents.shards
+        manifest.embedText = contents.embedText
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Foundation pretty-prints an empty object or array over several lines: write `{}` / `[]`

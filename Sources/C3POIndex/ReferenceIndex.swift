@@ -39,6 +39,13 @@ public struct ReferenceRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// Which text of a record is embedded (`build --embed-text`): the question part of its prompt
+/// (the default, Index/README.md "Which text is embedded"), or the whole prompt, as the
+/// published code does.
+public enum EmbedText: String, Codable, Sendable, CaseIterable {
+    case question, prompt
+}
+
 /// `manifest.json`: what an index folder is.
 public struct IndexManifest: Codable, Sendable, Equatable {
     public static let formatName = "c3po-index"
@@ -127,6 +134,10 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     public var searchParameters: [String: Double]
     /// Set when the index was merged from shards (`c3po-index merge`); absent otherwise.
     public var shards: Shards?
+    /// `prompt` when the whole prompts were embedded (`build --embed-text prompt`); absent: the questions.
+    public var embedText: EmbedText?
+    /// What queries must embed to match this index.
+    public var embeddedText: EmbedText { embedText ?? .question }
 
     public struct Shards: Codable, Sendable, Equatable {
         public var count: Int
@@ -139,6 +150,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         case criticalLayers = "critical_layers"
         case searchParameters = "search_parameters"
         case shards
+        case embedText = "embed_text"
     }
 
     public init(format: String = IndexManifest.formatName, formatVersion: Int = IndexManifest.currentVersion,
@@ -173,6 +185,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         mixing = try c.decode(Mixing.self, forKey: .mixing)
         searchParameters = try c.decodeIfPresent([String: Double].self, forKey: .searchParameters) ?? [:]
         shards = try c.decodeIfPresent(Shards.self, forKey: .shards)
+        embedText = try c.decodeIfPresent(EmbedText.self, forKey: .embedText)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -195,6 +208,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         try c.encode(mixing, forKey: .mixing)
         try c.encode(searchParameters, forKey: .searchParameters)
         try c.encodeIfPresent(shards, forKey: .shards)
+        try c.encodeIfPresent(embedText, forKey: .embedText)
     }
 }
 

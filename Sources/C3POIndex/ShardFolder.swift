@@ -14,21 +14,26 @@ public struct ShardManifest: Codable, Sendable, Equatable {
         public var skipInvalid: Bool
         public var searchParameters: [String: Double]
         public var batchSize: Int
+        /// Absent: the questions.
+        public var embedText: EmbedText?
 
         enum CodingKeys: String, CodingKey {
             case factory, dedup
             case includeIncorrect = "include_incorrect", skipInvalid = "skip_invalid"
-            case searchParameters = "search_parameters", batchSize = "batch_size"
+            case searchParameters = "search_parameters", batchSize = "batch_size", embedText = "embed_text"
         }
 
         public init(_ o: IndexBuilder.Options) {
             factory = o.factory; dedup = o.dedup.map { Double($0) }; includeIncorrect = o.includeIncorrect
             skipInvalid = o.skipInvalid; searchParameters = o.searchParameters; batchSize = o.batchSize
+            embedText = o.embedText == .prompt ? .prompt : nil
         }
 
         public var options: IndexBuilder.Options {
-            IndexBuilder.Options(factory: factory, dedup: dedup.map { Float($0) }, includeIncorrect: includeIncorrect,
-                                 skipInvalid: skipInvalid, batchSize: batchSize, searchParameters: searchParameters)
+            var o = IndexBuilder.Options(factory: factory, dedup: dedup.map { Float($0) }, includeIncorrect: includeIncorrect,
+                                         skipInvalid: skipInvalid, batchSize: batchSize, searchParameters: searchParameters)
+            o.embedText = embedText ?? .question
+            return o
         }
     }
 

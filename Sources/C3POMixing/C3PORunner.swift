@@ -14,6 +14,15 @@ public enum MixingMethod: String, CaseIterable, Sendable, Codable {
     }
 }
 
+/// How an answer is read off the model (`c3po-apply --answer`).
+public enum AnswerMode: String, CaseIterable, Sendable, Codable {
+    /// The label with the highest logit at the prompt's last position (the default).
+    case letter
+    /// Greedy decoding with the override at every generated position, the letter taken from
+    /// the text by the published code's rules (`OfficialAnswer.extract`).
+    case generate
+}
+
 /// Which references are a question's neighbours.
 public enum NeighborDraw: String, CaseIterable, Sendable, Codable {
     /// The k most similar successful references (the method).
@@ -76,6 +85,10 @@ public struct RunnerOptions: Sendable {
     /// has a best neighbour below 0.4 for 6 % of its questions; ARC-Easy against the testbed's
     /// villagers for every one).
     public var similarityFloor: Float = 0.4
+    /// What is embedded of a test question: its `question` or its whole `prompt` (as the index did).
+    public var embedText: EmbedText = .question
+    /// Prefixed to every prompt the model sees, for the base and the C3PO answer alike.
+    public var instruction: String = ""
 
     public init() {}
 }
@@ -115,6 +128,8 @@ public struct SampleResult: Codable, Sendable {
     public var basePathway: [Int: [Float]]? = nil
     public var c3poPathway: [Int: [Float]]? = nil
     public var coreExperts: [Int: [Int]]? = nil
+    /// The answer the test file records for the question (published evaluation format), for comparison.
+    public var recordedAnswer: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, task, gold, neighbors, alpha, bandwidth, method, skipped, question
@@ -128,6 +143,7 @@ public struct SampleResult: Codable, Sendable {
         case basePathway = "base_pathway"
         case c3poPathway = "c3po_pathway"
         case coreExperts = "core_experts"
+        case recordedAnswer = "recorded_answer"
     }
 }
 
@@ -157,9 +173,11 @@ public struct RunSummary: Codable, Sendable {
     public var skipped: Int
     /// What was off target in the run (`C3PORunner.warnings`), each also written to stderr.
     public var warnings: [String]
+    /// The settings in effect when a preset or an instruction was given (`c3po-apply --preset`).
+    public var settings: [String: String]? = nil
 
     enum CodingKeys: String, CodingKey {
-        case total, improved, worsened, method, skipped, warnings
+        case total, improved, worsened, method, skipped, warnings, settings
         case baseAccuracy = "base_accuracy"
         case c3poAccuracy = "c3po_accuracy"
         case byTask = "by_task"
@@ -273,7 +291,8 @@ public final class C3PORunner {
         var embedShare = 0.0, searchShare = 0.0
         if needsNeighbours {
             let progress = ProgressReporter("embedding", total: qs.count, enabled: options.progress)
-            let (emb, te) = try timed { try embedder.embed(qs.map(\.question), batchSize: options.embedBatchSize, progress: progress) }
+            let texts = qs.map { options.embedText == .prompt ? $0.prompt : $0.question }
+            let (emb, te) = try timed { try embedder.embed(texts, batchSize: options.embedBatchSize, progress: progress) }
             guard emb.count == qs.count * pool.dimension else {
                 throw RunnerError.incompatibleIndex("the embedder gives \(emb.count / max(qs.count, 1))-dimensional vectors; the index holds \(pool.dimension)")
             }
@@ -311,7 +330,7 @@ public final class C3PORunner {
                 try onResult(r, nil); results.append(r); progress.update(n + 1); continue
             }
             let ((state, tokens), tBase): ((PrefillState?, Int), Double) = try timed {
-                let tokens = try model.encode(q.prompt)
+                let tokens = try model.encode(options.instruction + q.prompt)
                 guard !tokens.isEmpty, tokens.count <= model.maxContext else { return (nil, tokens.count) }
                 return (try model.prefill(tokens, override: nil), tokens.count)
             }
