@@ -129,6 +129,12 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
 
     public func encode(_ text: String) throws -> [Int] { tokenizer.encode(text) }
 
+    public internal(set) var endTokenIDs: Set<Int> = []
+
+    public func text(of ids: [Int]) -> String {
+        (tokenizer as? TokenDecoding)?.decode(ids, skipSpecialTokens: true) ?? ids.compactMap(tokenText).joined()
+    }
+
     public func tokenText(_ id: Int) -> String? { (tokenizer as? TokenDecoding)?.decode([id], skipSpecialTokens: false) }
 
     public func labelTokenIDs(_ labels: [String]) throws -> [Int] {
@@ -374,6 +380,47 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
                 for i in 0..<h { x[i] += tmp[i] }
             }
             return head(x, rows: rows, pool: pool)
+        }
+    }
+
+    public func decode(_ state: PrefillState, token: Int, override: RoutingOverride?) throws -> PrefillState {
+        guard let st = state as? DecoderPrefillState, st.modelID == ObjectIdentifier(self) else {
+            throw ModelError.input("decode: the state does not come from this model")
+        }
+        guard token >= 0 && token < vocabularySize else { throw ModelError.input("decode: token id \(token) outside the vocabulary of \(vocabularySize)") }
+        let t = st.tokens.count // the new token's position
+        guard t + 1 <= maxContext else { throw ModelError.input("decode: \(t + 1) tokens exceed max_position_embeddings \(maxContext)") }
+        try check(override)
+        let s = spec, h = s.hidden, e = s.experts
+        return withWorkers { pool in
+            var x = [Float](repeating: 0, count: h) // [hidden] residual stream of the new position
+            x.withUnsafeMutableBufferPointer { embedding.row(token, into: $0.baseAddress!) }
+            var xn = [Float](repeating: 0, count: h)
+            var q = [Float](repeating: 0, count: s.qDim)
+            var kNew = [Float](repeating: 0, count: s.kvDim), vNew = kNew
+            var attn = [Float](repeating: 0, count: s.qDim)
+            var tmp = [Float](repeating: 0, count: h)
+            var probs = [Float](repeating: 0, count: e)
+            var keys: [[Float]] = [], values: [[Float]] = [], lastInputs: [[Float]] = [], routerProbs: [[Float]] = []
+            for (l, layer) in layers.enumerated() {
+                lastInputs.append(x)
+                rmsNorm(x, into: &xn, rows: 1, weight: layer.inputNorm)
+                projectQKV(layer.attention, xn, rows: 1, firstPosition: t, q: &q, k: &kNew, v: &vNew, pool: pool)
+                // The cache grows by the new position. [t + 1, kvHeads·d]
+                let k = st.keys[l] + kNew, v = st.values[l] + vNew
+                q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in attn.withUnsafeMutableBufferPointer { ap in
+                    attention(q: qp.baseAddress!, queries: 1, firstQuery: t, k: kp.baseAddress!, v: vp.baseAddress!, total: t + 1, into: ap.baseAddress!, pool: pool)
+                } } } }
+                keys.append(k); values.append(v)
+                linear(attn, rows: 1, weight: layer.attention.o, into: &tmp, pool: pool) // [1, hidden]
+                for i in 0..<h { x[i] += tmp[i] }
+                rmsNorm(x, into: &xn, rows: 1, weight: layer.postAttentionNorm)
+                routerProbs.append(feedForward(layer, l, xn, rows: 1, override: override, probs: &probs, into: &tmp, pool: pool))
+                for i in 0..<h { x[i] += tmp[i] }
+            }
+            let logits = head(x, rows: nil, pool: pool)
+            return DecoderPrefillState(tokens: st.tokens + [token], logits: logits, routerProbs: routerProbs,
+                                       keys: keys, values: values, lastInputs: lastInputs, modelID: ObjectIdentifier(self))
         }
     }
 }

@@ -27,8 +27,21 @@ public enum ModelLoader {
         let tokenizer = try TokenizerLoader.load(tokenizerData, url: tokenizerURL)
         var tokenizerHasher = SHA256Hasher()
         tokenizerHasher.update(tokenizerData)
-        return try family.load(ModelSource(directory: directory, configURL: configURL, configData: data,
-                                           configSHA256: hasher.finalize(), tokenizerSHA256: tokenizerHasher.finalize(), tokenizer: tokenizer))
+        let model = try family.load(ModelSource(directory: directory, configURL: configURL, configData: data,
+                                                configSHA256: hasher.finalize(), tokenizerSHA256: tokenizerHasher.finalize(), tokenizer: tokenizer))
+        if let decoder = model as? MoEDecoderModel {
+            let generation = directory.appendingPathComponent("generation_config.json")
+            let genObj = (try? Data(contentsOf: generation)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+            decoder.endTokenIDs = endTokens(genObj?["eos_token_id"] ?? obj["eos_token_id"])
+        }
+        return model
+    }
+
+    /// `eos_token_id`: an integer or a list of them.
+    static func endTokens(_ value: Any?) -> Set<Int> {
+        if let n = value as? Int { return [n] }
+        if let list = value as? [Any] { return Set(list.compactMap { $0 as? Int }) }
+        return []
     }
 
     /// Decodes a config, turning DecodingError into an error naming the field.

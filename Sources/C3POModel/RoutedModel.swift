@@ -62,9 +62,47 @@ public protocol RoutedMoEModel: AnyObject {
     /// positions. Equal to `prefill(state.tokens, override:)` when `override` touches
     /// no layer below `fromLayer`. Returns the logits of `rows` (all if nil).
     func reevaluateTail(_ state: PrefillState, fromLayer: Int, override: RoutingOverride?, rows: [Int]?) throws -> [Float]
+
+    /// One step of decoding with a KV cache: `token` appended after `state`'s tokens, every
+    /// layer run at the new position only (the earlier positions' keys and values from the
+    /// cache), `override` applied at that position. The returned state's logits and routing
+    /// are the new position's; it can be decoded from again.
+    func decode(_ state: PrefillState, token: Int, override: RoutingOverride?) throws -> PrefillState
+
+    /// The token ids that end generation (`eos_token_id` of generation_config.json, else of
+    /// config.json); empty when the checkpoint names none.
+    var endTokenIDs: Set<Int> { get }
+
+    /// The text of `ids`, special tokens left out.
+    func text(of ids: [Int]) -> String
 }
 
 extension RoutedMoEModel {
     public var routedLayers: [Int] { Array(0..<layerCount) }
     public func tokenText(_ id: Int) -> String? { nil }
+    public func decode(_ state: PrefillState, token: Int, override: RoutingOverride?) throws -> PrefillState {
+        throw ModelError.input("this model has no decoding step")
+    }
+    public var endTokenIDs: Set<Int> { [] }
+    public func text(of ids: [Int]) -> String { ids.compactMap(tokenText).joined() }
+
+    /// Greedy generation as transformers' `generate` does it with a KV cache: the prompt's
+    /// prefill, then up to `maxNewTokens` argmax tokens, each step with `override` applied at
+    /// its position (the published code's custom routing replaces the last position of every
+    /// forward call); stops after an end token. Returns the generated ids (the end token
+    /// included, as `generate` returns it).
+    public func generate(_ prompt: [Int], maxNewTokens: Int, override: RoutingOverride?) throws -> [Int] {
+        var state = try prefill(prompt, override: override)
+        var out: [Int] = []
+        let end = endTokenIDs
+        while out.count < maxNewTokens {
+            let logits = state.logits
+            var best = 0
+            for i in logits.indices where logits[i] > logits[best] { best = i }
+            out.append(best)
+            if end.contains(best) || out.count == maxNewTokens || prompt.count + out.count >= maxContext { break }
+            state = try decode(state, token: best, override: override)
+        }
+        return out
+    }
 }
