@@ -64,6 +64,12 @@ public struct RunCommand: ParsableCommand {
     @Option(name: .customLong("max-similarity"), help: ArgumentHelp("Drop references whose question similarity to the test question exceeds this (overlap; default 0.95; none with --preset official).", valueName: "s"))
     public var maxSimilarityOption: Float?
 
+    @Option(name: .customLong("answer"), help: ArgumentHelp("How answers are read: letter (the label with the highest logit at the prompt's last position; the default) or generate (greedy decoding of up to --max-new-tokens with the override at every generated position, the letter read from the text by the published rules; the default with --preset official).", valueName: "letter|generate"))
+    public var answerOption: AnswerMode?
+
+    @Option(name: .customLong("max-new-tokens"), help: ArgumentHelp("With --answer generate: tokens generated at most per answer.", valueName: "n"))
+    public var maxNewTokens: Int = 200
+
     @Option(help: ArgumentHelp("Text put before every prompt the model sees, for the base and the C3PO answer alike (default none; the published instruction with --preset official).", valueName: "text"))
     public var instruction: String?
 
@@ -116,12 +122,14 @@ public struct RunCommand: ParsableCommand {
     /// The published code keeps every neighbour, however similar (a test question finds itself).
     var maxSimilarity: Float { maxSimilarityOption ?? (preset == .official ? .infinity : MixingDefaults.maxSimilarity) }
     var instructionText: String { instruction ?? (preset == .official ? Preset.officialInstruction : "") }
+    var answer: AnswerMode { answerOption ?? (preset == .official ? .generate : .letter) }
 
     /// What ran, for the summary (with a preset, or any setting a preset implies).
     var settings: [String: String]? {
-        guard preset != nil || instruction != nil else { return nil }
+        guard preset != nil || instruction != nil || answerOption != nil else { return nil }
         return ["preset": preset?.rawValue ?? "none", "method": method.rawValue, "k": "\(k)", "critical_layers": "\(criticalLayers)",
-                "max_similarity": maxSimilarity.isFinite ? "\(maxSimilarity)" : "none", "instruction": instructionText]
+                "max_similarity": maxSimilarity.isFinite ? "\(maxSimilarity)" : "none", "instruction": instructionText,
+                "answer": answer.rawValue + (answer == .generate ? " (up to \(maxNewTokens) tokens)" : "")]
     }
 
     public func validate() throws {
@@ -131,6 +139,7 @@ public struct RunCommand: ParsableCommand {
         if let b = bandwidth, !(b.isFinite && b > 0) { throw ValidationError("--bandwidth must be positive, got \(b)") }
         if let l = limit, l < 1 { throw ValidationError("--limit must be at least 1, got \(l)") }
         if let m = maxSimilarityOption, !m.isFinite { throw ValidationError("--max-similarity must be a number") }
+        guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
         guard similarityFloor.isFinite else { throw ValidationError("--similarity-floor must be a number") }
         if shard != nil {
             _ = try shardSpec()
@@ -148,7 +157,8 @@ public struct RunCommand: ParsableCommand {
     var runIdentity: String {
         "method=\(method.rawValue) k=\(k) kernel=\(kernel.rawValue) bandwidth=\(bandwidth.map { "\($0)" } ?? "index") "
             + "critical-layers=\(criticalLayers) core-experts=\(coreExperts) alpha=\(alpha) max-similarity=\(maxSimilarity) "
-            + "neighbors=\(neighbors.rawValue) seed=\(seed) limit=\(limit.map(String.init) ?? "none")"
+            + "neighbors=\(neighbors.rawValue) seed=\(seed) limit=\(limit.map(String.init) ?? "none") "
+            + "instruction=\(instructionText.debugDescription) answer=\(answer.rawValue) max-new-tokens=\(maxNewTokens)"
     }
 
     public func run() throws {
@@ -175,6 +185,7 @@ public struct RunCommand: ParsableCommand {
         options.neighborDraw = neighbors; options.seed = seed
         options.embedBatchSize = embedderOptions.batchSize; options.progress = !quiet
         options.embedText = refIndex.manifest.embeddedText; options.instruction = instructionText
+        options.answer = answer; options.maxNewTokens = maxNewTokens
         if preset == .official, refIndex.manifest.embeddedText != .prompt {
             throw UsageError("--preset official embeds whole prompts, as the published code does: build the index with c3po-index build --embed-text prompt (\(refIndex.directory.path) embeds questions)")
         }

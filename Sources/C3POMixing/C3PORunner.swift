@@ -89,6 +89,10 @@ public struct RunnerOptions: Sendable {
     public var embedText: EmbedText = .question
     /// Prefixed to every prompt the model sees, for the base and the C3PO answer alike.
     public var instruction: String = ""
+    /// How answers are read: the label logits at the last prompt position, or generated text.
+    public var answer: AnswerMode = .letter
+    /// Tokens generated at most per answer with `answer == .generate` (the published code: 200).
+    public var maxNewTokens: Int = 200
 
     public init() {}
 }
@@ -130,6 +134,9 @@ public struct SampleResult: Codable, Sendable {
     public var coreExperts: [Int: [Int]]? = nil
     /// The answer the test file records for the question (published evaluation format), for comparison.
     public var recordedAnswer: String? = nil
+    /// With `--answer generate`: the decoded prompt and continuation the letters were read from.
+    public var baseText: String? = nil
+    public var c3poText: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, task, gold, neighbors, alpha, bandwidth, method, skipped, question
@@ -144,6 +151,7 @@ public struct SampleResult: Codable, Sendable {
         case c3poPathway = "c3po_pathway"
         case coreExperts = "core_experts"
         case recordedAnswer = "recorded_answer"
+        case baseText = "base_text", c3poText = "c3po_text"
     }
 }
 
@@ -329,8 +337,10 @@ public final class C3PORunner {
                 r.skipped = "label set \(q.labels) is not usable with this model: \(error)"
                 try onResult(r, nil); results.append(r); progress.update(n + 1); continue
             }
-            let ((state, tokens), tBase): ((PrefillState?, Int), Double) = try timed {
+            var promptIDs: [Int] = []
+            let ((state, tokens), tPrefill): ((PrefillState?, Int), Double) = try timed {
                 let tokens = try model.encode(options.instruction + q.prompt)
+                promptIDs = tokens
                 guard !tokens.isEmpty, tokens.count <= model.maxContext else { return (nil, tokens.count) }
                 return (try model.prefill(tokens, override: nil), tokens.count)
             }
@@ -342,13 +352,25 @@ public final class C3PORunner {
             let base = MCScoring.argmax(baseLogits)
             r.baseAnswer = q.labels[base]
             r.baseCorrect = base == q.answerIndex
+            var tBase = tPrefill
+            if options.answer == .generate {
+                let ((letter, text), t) = try timed { try generatedAnswer(promptIDs, override: nil) }
+                r.baseAnswer = letter; r.baseCorrect = letter == q.goldLabel; r.baseText = text
+                tBase += t
+            }
 
-            let ((answer, override, alpha, bandwidth), tMix) = try timed {
+            var ((answer, override, alpha, bandwidth), tMix) = try timed {
                 try c3poAnswer(q, state: state, labelIDs: labelIDs, base: base, hits: hits[i], overlaps: overlaps[i],
                                successRows: successRows, modeSpace: modeSpace)
             }
             r.c3poAnswer = q.labels[answer]
             r.c3poCorrect = answer == q.answerIndex
+            if options.answer == .generate {
+                // The override of the critical layers at every generated position, as published.
+                let ((letter, text), t) = try timed { try generatedAnswer(promptIDs, override: override) }
+                r.c3poAnswer = letter; r.c3poCorrect = letter == q.goldLabel; r.c3poText = text
+                tMix += t
+            }
             r.alpha = alpha; r.bandwidth = bandwidth
             r.question = q.question
             r.recordRouting(base: state.routerProbs, override: override, criticalLayers: criticalLayers,
@@ -427,6 +449,14 @@ public final class C3PORunner {
     }
 
     // MARK: per-sample re-mixing
+
+    /// Greedy generation from `prompt` (the override at every position), the letter read from the
+    /// decoded prompt and continuation by the published rules.
+    private func generatedAnswer(_ prompt: [Int], override: RoutingOverride?) throws -> (String, String) {
+        let generated = try model.generate(prompt, maxNewTokens: options.maxNewTokens, override: override)
+        let text = model.text(of: prompt + generated)
+        return (OfficialAnswer.extract(text), text)
+    }
 
     private func c3poAnswer(_ q: MCQuestion, state: PrefillState, labelIDs: [Int], base: Int, hits: [Neighbor],
                             overlaps: Set<Int>, successRows: [Int], modeSpace: [Float]) throws
