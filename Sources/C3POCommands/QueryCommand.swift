@@ -39,7 +39,7 @@ public struct QueryCommand: ParsableCommand {
 
     @OptionGroup public var embedderOptions: EmbedderOptions
 
-    @Argument(help: ArgumentHelp("Query text(s). A full prompt is reduced to its question part as references are.", valueName: "text"))
+    @Argument(help: ArgumentHelp("Query text(s). A full prompt is reduced to its question part as references are (taken whole for an index built with --embed-text prompt).", valueName: "text"))
     public var text: [String] = []
 
     public init() {}
