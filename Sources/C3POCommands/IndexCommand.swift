@@ -7,7 +7,7 @@ public struct IndexCommand: ParsableCommand {
         abstract: "Build and inspect C3PO reference indices (embeddings, FAISS, successful pathways).",
         discussion: "Indices are folders in the format of Index/README.md.",
         version: ToolVersion.text("c3po-index"),
-        subcommands: [EmbedCommand.self, BuildCommand.self, MergeCommand.self, QueryCommand.self, InfoCommand.self]
+        subcommands: [EmbedCommand.self, BuildCommand.self, MergeCommand.self, QueryCommand.self, InfoCommand.self, VerifyCommand.self]
     )
     public init() {}
 }

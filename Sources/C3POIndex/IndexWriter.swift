@@ -93,11 +93,6 @@ public enum IndexWriter {
         manifest.embedText = contents.embedText
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Foundation pretty-prints an empty object or array over several lines: write `{}` / `[]`
-        // (a JSON string cannot hold a raw line break, so only empty containers match).
-        let pretty = String(decoding: try encoder.encode(manifest), as: UTF8.self)
-        let manifestData = Data(pretty.replacingOccurrences(of: #"\{\n\s*\}"#, with: "{}", options: .regularExpression)
-            .replacingOccurrences(of: #"\[\n\s*\]"#, with: "[]", options: .regularExpression).utf8)
 
         try AtomicWrite.buildDirectory(at: directory) { tmp in
             try NPY.encode(float32: contents.embeddings, shape: [n, d])
@@ -109,6 +104,19 @@ public enum IndexWriter {
             if let weights = contents.taskWeights {
                 try weights.encoded().write(to: tmp.appendingPathComponent(ReferenceIndex.taskWeightsFile))
             }
+            // Every file's size and SHA-256, verified by every reader before it parses the file.
+            var files: [String: IndexManifest.FileEntry] = [:]
+            for name in ReferenceIndex.dataFiles {
+                let url = tmp.appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: url.path) else { continue }
+                files[name] = try IndexManifest.FileEntry(of: url)
+            }
+            manifest.files = files
+            // Foundation pretty-prints an empty object or array over several lines: write `{}` / `[]`
+            // (a JSON string cannot hold a raw line break, so only empty containers match).
+            let pretty = String(decoding: try encoder.encode(manifest), as: UTF8.self)
+            let manifestData = Data(pretty.replacingOccurrences(of: #"\{\n\s*\}"#, with: "{}", options: .regularExpression)
+                .replacingOccurrences(of: #"\[\n\s*\]"#, with: "[]", options: .regularExpression).utf8)
             // The manifest last: a folder with a manifest is a complete folder.
             try manifestData.write(to: tmp.appendingPathComponent(ReferenceIndex.manifestFile))
         }

@@ -136,6 +136,18 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     public var shards: Shards?
     /// `prompt` when the whole prompts were embedded (`build --embed-text prompt`); absent: the questions.
     public var embedText: EmbedText?
+    /// Size and SHA-256 of every other file of the folder (absent in folders written before them).
+    public var files: [String: FileEntry]?
+
+    public struct FileEntry: Codable, Sendable, Equatable {
+        public var bytes: Int
+        public var sha256: String
+        public init(bytes: Int, sha256: String) { self.bytes = bytes; self.sha256 = sha256 }
+        public init(of url: URL) throws {
+            let size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? -1
+            self.init(bytes: size, sha256: try SHA256Hasher.hexDigest(ofFile: url))
+        }
+    }
     /// What queries must embed to match this index.
     public var embeddedText: EmbedText { embedText ?? .question }
 
@@ -151,6 +163,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         case searchParameters = "search_parameters"
         case shards
         case embedText = "embed_text"
+        case files
     }
 
     public init(format: String = IndexManifest.formatName, formatVersion: Int = IndexManifest.currentVersion,
@@ -186,6 +199,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         searchParameters = try c.decodeIfPresent([String: Double].self, forKey: .searchParameters) ?? [:]
         shards = try c.decodeIfPresent(Shards.self, forKey: .shards)
         embedText = try c.decodeIfPresent(EmbedText.self, forKey: .embedText)
+        files = try c.decodeIfPresent([String: FileEntry].self, forKey: .files)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -209,6 +223,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         try c.encode(searchParameters, forKey: .searchParameters)
         try c.encodeIfPresent(shards, forKey: .shards)
         try c.encodeIfPresent(embedText, forKey: .embedText)
+        try c.encodeIfPresent(files, forKey: .files)
     }
 }
 
@@ -258,6 +273,39 @@ public final class ReferenceIndex: @unchecked Sendable {
     public static let pathwaysFile = "pathways.npy"
     public static let recordsFile = "records.jsonl"
     public static let taskWeightsFile = "task_weights.json"
+    /// The files a manifest lists with their size and SHA-256 (`files`).
+    public static let dataFiles = [embeddingsFile, faissFile, pathwaysFile, recordsFile, taskWeightsFile]
+    static let requiredFiles: Set<String> = [embeddingsFile, faissFile, pathwaysFile, recordsFile]
+
+    /// Checks every file the manifest lists, before anything parses it: present, of the size and
+    /// SHA-256 recorded (a folder written before checksums lists none: nothing to check). Returns
+    /// what was checked.
+    @discardableResult
+    public static func verifyFiles(_ manifest: IndexManifest, in directory: URL) throws -> [(name: String, bytes: Int)] {
+        guard let files = manifest.files else { return [] }
+        let manifestURL = directory.appendingPathComponent(manifestFile)
+        if let missing = requiredFiles.subtracting(files.keys).sorted().first {
+            throw ReferenceIndexError.invalid(manifestURL, "field 'files' lists no '\(missing)'")
+        }
+        var checked: [(String, Int)] = []
+        for (name, want) in files.sorted(by: { $0.key < $1.key }) {
+            guard dataFiles.contains(name) else { throw ReferenceIndexError.invalid(manifestURL, "field 'files' lists '\(name)', not a file of the format") }
+            let url = directory.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: url.path) else { throw ReferenceIndexError.missingFile(url) }
+            let got = try IndexManifest.FileEntry(of: url)
+            guard got.bytes == want.bytes else {
+                throw ReferenceIndexError.invalid(url, "\(got.bytes) bytes, manifest 'files.\(name).bytes' is \(want.bytes) (truncated or replaced)")
+            }
+            guard got.sha256 == want.sha256 else {
+                throw ReferenceIndexError.invalid(url, "SHA-256 \(got.sha256.prefix(12))…, manifest 'files.\(name).sha256' is \(want.sha256.prefix(12))… (edited or swapped)")
+            }
+            checked.append((name, got.bytes))
+        }
+        if files[taskWeightsFile] == nil, FileManager.default.fileExists(atPath: directory.appendingPathComponent(taskWeightsFile).path) {
+            throw ReferenceIndexError.invalid(directory.appendingPathComponent(taskWeightsFile), "not listed in the manifest's 'files' (added to the folder)")
+        }
+        return checked
+    }
 
     public let directory: URL
     public let manifest: IndexManifest
@@ -312,6 +360,8 @@ public final class ReferenceIndex: @unchecked Sendable {
             throw ReferenceIndexError.invalid(manifestURL, "field 'critical_layers' holds \(bad), outside 0..<\(manifest.layers)")
         }
         let n = manifest.count
+        // Sizes and checksums first: no parser sees a truncated, swapped or edited file.
+        try Self.verifyFiles(manifest, in: directory)
 
         let recordsURL = try file(Self.recordsFile)
         let records = try JSONLines.decode(ReferenceRecord.self, from: recordsURL)

@@ -95,7 +95,13 @@ final class BuildSourcesTests: XCTestCase {
         }
         // The manifests differ only in what the sources carry.
         var m1 = try manifest("from-model"), m2 = try manifest("from-archive")
-        for key in ["created", "model", "sources", "mixing"] { m1[key] = nil; m2[key] = nil }
+        // `files`: records.jsonl (ids, sources) and task_weights.json differ; the data files' entries agree.
+        let files1 = try XCTUnwrap(m1["files"] as? [String: Any]), files2 = try XCTUnwrap(m2["files"] as? [String: Any])
+        for name in ["embeddings.npy", "pathways.npy", "index.faiss"] {
+            XCTAssertEqual(NSDictionary(dictionary: try XCTUnwrap(files1[name] as? [String: Any])),
+                           NSDictionary(dictionary: try XCTUnwrap(files2[name] as? [String: Any])), name)
+        }
+        for key in ["created", "model", "sources", "mixing", "files"] { m1[key] = nil; m2[key] = nil }
         // The questions the model could not run (prompts past the tiny checkpoint's context) are
         // counted by the model source; the archive written from the folder never held them.
         var f1 = try XCTUnwrap(m1["filters"] as? [String: Any]), f2 = try XCTUnwrap(m2["filters"] as? [String: Any])

@@ -302,8 +302,18 @@ final class ReferenceIndexTests: XCTestCase {
         XCTAssertEqual(leftovers, [])
     }
 
+    /// The manifest without `files`, as folders written before checksums have it: the files'
+    /// cross-checks are what stands between them and a damaged file.
+    func dropChecksums(_ index: URL) throws {
+        let url = index.appendingPathComponent("manifest.json")
+        var j = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        j["files"] = nil
+        try JSONSerialization.data(withJSONObject: j, options: [.prettyPrinted, .sortedKeys]).write(to: url)
+    }
+
     func testLoadRefusesInconsistentFolders() throws {
         let out = try buildStandard()
+        try dropChecksums(out)
         let records = out.appendingPathComponent("records.jsonl")
         let lines = try String(contentsOf: records, encoding: .utf8).split(separator: "\n")
         try (lines.dropLast().joined(separator: "\n") + "\n").write(to: records, atomically: true, encoding: .utf8)
@@ -372,5 +382,68 @@ final class IndexCompatibilityTests: XCTestCase {
         XCTAssertThrowsError(try IndexCompatibility.check(manifest(model: built), directory: dir, model: tok)) {
             XCTAssertTrue("\($0)".contains("another tokenizer.json"), "\($0)")
         }
+    }
+}
+
+/// Index folders are verified before use: every file's size and SHA-256 against the manifest.
+final class IndexVerificationTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func build(_ name: String, records: [OfficialRecord] = Fixtures.sciq + Fixtures.openbookqa) throws -> URL {
+        let url = try Fixtures.archive([("x_sciq_routing_results.json", Fixtures.file(records))], in: dir, name: "\(name).zip")
+        let out = dir.appendingPathComponent(name)
+        try IndexBuilder.build(try IndexBuilder.load(archives: [url], options: .init(), note: { _ in }), vectors: .embedder(HashEmbedder()),
+                               out: out, options: .init(includeIncorrect: true, progress: false), note: { _ in })
+        return out
+    }
+
+    func assertRefused(_ index: URL, _ fragments: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try ReferenceIndex(directory: index), file: file, line: line) { e in
+            for f in fragments { XCTAssertTrue("\(e)".contains(f), "\(e)", file: file, line: line) }
+        }
+    }
+
+    func testTruncatedSwappedEditedOrAddedFilesAreRefusedByName() throws {
+        let a = try build("a"), b = try build("b", records: Array(Fixtures.sciq.prefix(2)) + Fixtures.openbookqa)
+        let m = try ReferenceIndex(directory: a).manifest
+        XCTAssertEqual(Set(m.files?.keys ?? [:].keys), ["embeddings.npy", "index.faiss", "pathways.npy", "records.jsonl"])
+        XCTAssertEqual(try ReferenceIndex.verifyFiles(m, in: a).count, 4)
+        let fm = FileManager.default
+        func fresh() throws -> URL {
+            let c = dir.appendingPathComponent("c-\(UUID())")
+            try fm.copyItem(at: a, to: c)
+            return c
+        }
+        // Truncated: one byte less (faiss never sees it).
+        var c = try fresh()
+        let faiss = try Data(contentsOf: c.appendingPathComponent("index.faiss"))
+        try faiss.dropLast().write(to: c.appendingPathComponent("index.faiss"))
+        assertRefused(c, ["index.faiss", "truncated or replaced", "files.index.faiss.bytes"])
+        // Edited in place: the same size, one byte flipped.
+        c = try fresh()
+        var npy = try Data(contentsOf: c.appendingPathComponent("pathways.npy"))
+        npy[npy.count - 1] ^= 0x40
+        try npy.write(to: c.appendingPathComponent("pathways.npy"))
+        assertRefused(c, ["pathways.npy", "edited or swapped"])
+        // Swapped with another index's file of the same name.
+        c = try fresh()
+        try fm.removeItem(at: c.appendingPathComponent("records.jsonl"))
+        try fm.copyItem(at: b.appendingPathComponent("records.jsonl"), to: c.appendingPathComponent("records.jsonl"))
+        assertRefused(c, ["records.jsonl"])
+        // Missing, and added.
+        c = try fresh()
+        try fm.removeItem(at: c.appendingPathComponent("embeddings.npy"))
+        assertRefused(c, ["embeddings.npy: missing"])
+        c = try fresh()
+        try Data("{\"tasks\": {}}".utf8).write(to: c.appendingPathComponent("task_weights.json"))
+        assertRefused(c, ["task_weights.json", "not listed"])
+        // A manifest that stops listing a required file is refused too.
+        c = try fresh()
+        var j = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: c.appendingPathComponent("manifest.json"))) as? [String: Any])
+        var files = try XCTUnwrap(j["files"] as? [String: Any]); files["index.faiss"] = nil; j["files"] = files
+        try JSONSerialization.data(withJSONObject: j).write(to: c.appendingPathComponent("manifest.json"))
+        assertRefused(c, ["manifest.json", "lists no 'index.faiss'"])
     }
 }
