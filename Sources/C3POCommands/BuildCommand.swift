@@ -160,6 +160,10 @@ public struct BuildCommand: ParsableCommand {
         let shard = try shardSpec()
         // A shard goes to OUT/shard-K-of-N (its work folder, when resuming, beside it).
         let outURL = shard.map { out.url.appendingPathComponent($0.name) } ?? out.url
+        // One build per output folder at a time (a second one is refused, naming the first).
+        let lock = try BuildLock(for: outURL)
+        defer { withExtendedLifetime(lock) {} }
+        lock.removeLeftovers(of: outURL)
         // Step 1, the source: records with pathways, from archives or from the model.
         let set: ReferenceSet, vectors: IndexBuilder.Vectors
         var model: RoutedMoEModel?

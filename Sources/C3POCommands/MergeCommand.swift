@@ -41,6 +41,9 @@ public struct MergeCommand: ParsableCommand {
     public func run() throws {
         let start = Date()
         let note: (String) -> Void = quiet ? { _ in } : { StandardError.write($0 + "\n") }
+        let lock = try BuildLock(for: out.url)
+        defer { withExtendedLifetime(lock) {} }
+        lock.removeLeftovers(of: out.url)
         let folders = try ShardFolder.expand(shards.map(\.url))
         let (set, first) = try ShardFolder.merge(folders)
         note("merging \(folders.count) shards: \(set.count) records of \(first.offered)")

@@ -40,6 +40,12 @@ public enum AtomicWrite {
             try? fm.removeItem(at: tmp)
             throw error
         }
+        // An older directory is swapped out in one step where the kernel can (Linux renameat2
+        // RENAME_EXCHANGE): a kill at any instant leaves either the old folder or the new one.
+        if fm.fileExists(atPath: destination.path), exchange(tmp.path, destination.path) {
+            try? fm.removeItem(at: tmp) // now the old directory
+            return
+        }
         var old: URL?
         if fm.fileExists(atPath: destination.path) {
             let aside = temporarySibling(of: destination, tag: "old")
@@ -56,5 +62,18 @@ public enum AtomicWrite {
             throw FileError.cannotWrite(destination, why)
         }
         if let old { try? fm.removeItem(at: old) }
+    }
+
+    private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+    /// glibc's renameat2, looked up at run time (Swift's Glibc module does not declare it).
+    private static let renameat2: RenameAt2? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return nil } // RTLD_DEFAULT
+        return unsafeBitCast(sym, to: RenameAt2.self)
+    }()
+
+    /// Swaps two existing paths atomically; false where the system cannot (the caller falls back).
+    static func exchange(_ a: String, _ b: String) -> Bool {
+        guard let f = renameat2 else { return false }
+        return f(AT_FDCWD, a, AT_FDCWD, b, 2 /* RENAME_EXCHANGE */) == 0
     }
 }
