@@ -58,8 +58,11 @@ public struct BuildCommand: ParsableCommand {
     @Flag(help: "Skip invalid records (named on stderr, counted in the manifest) instead of stopping.")
     public var skipInvalid = false
 
-    @Option(help: ArgumentHelp("Largest uncompressed size, in bytes, of one archive entry and of one archive in total (with --reference; default 4 GiB).", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Largest uncompressed size, in bytes, of one archive in total, and so of any entry (with --reference; default 4 GiB).", valueName: "bytes"))
     public var maxArchiveBytes: Int64?
+
+    @Option(help: ArgumentHelp("Largest uncompressed size, in bytes, of one archive entry, which is held in memory while it is parsed (with --reference; default 512 MiB; an entry above it is refused before it is read whole).", valueName: "bytes"))
+    public var maxEntryBytes: Int64?
 
     @Option(help: ArgumentHelp("Precomputed float32 .npy embeddings [records, dimension], one row per record kept after the correctness and validity filters, in row order; skips the embedder (with --reference).", valueName: "file"))
     public var embeddings: PathArgument?
@@ -86,6 +89,7 @@ public struct BuildCommand: ParsableCommand {
             let archiveOnly = [(embeddings != nil, "--embeddings (build-time tuning embeds every recorded question itself)"),
                                (embedderId != nil, "--embedder-id"),
                                (maxArchiveBytes != nil, "--max-archive-bytes (no archive is read)"),
+                               (maxEntryBytes != nil, "--max-entry-bytes (no archive is read)"),
                                (skipInvalid, "--skip-invalid (a benchmark line that is not valid stops the build when the file is read; a question the model cannot run is always skipped, named on stderr and counted in filters.skipped_invalid)")]
                 .filter(\.0).map(\.1)
             guard archiveOnly.isEmpty else { throw ValidationError("not with --model: \(archiveOnly.joined(separator: "; ")); these apply to --reference builds") }
@@ -97,6 +101,7 @@ public struct BuildCommand: ParsableCommand {
         }
         if let d = dedup, !(d > 0 && d <= 1) { throw ValidationError("--dedup must be in (0, 1], got \(d)") }
         if let m = maxArchiveBytes, m <= 0 { throw ValidationError("--max-archive-bytes must be positive") }
+        if let m = maxEntryBytes, m <= 0 { throw ValidationError("--max-entry-bytes must be positive") }
         if shard != nil {
             _ = try shardSpec()
             guard embeddings == nil else { throw ValidationError("--embeddings cannot be sharded: the merge embeds every record in one pass, as a single build does") }
@@ -123,8 +128,9 @@ public struct BuildCommand: ParsableCommand {
     }
 
     var archiveOptions: ReferenceArchive.Options {
-        let limit = maxArchiveBytes ?? (4 << 30)
-        return ReferenceArchive.Options(skipInvalid: skipInvalid, limits: .init(maxEntryBytes: limit, maxTotalBytes: limit))
+        let total = maxArchiveBytes ?? ArchiveReader.Limits.defaultMaxTotalBytes
+        let entry = min(maxEntryBytes ?? ArchiveReader.Limits.defaultMaxEntryBytes, total)
+        return ReferenceArchive.Options(skipInvalid: skipInvalid, limits: .init(maxEntryBytes: entry, maxTotalBytes: total))
     }
 
     var builderOptions: IndexBuilder.Options {

@@ -8,7 +8,12 @@ public struct ArchiveReader {
     public struct Limits: Sendable {
         public var maxEntryBytes: Int64
         public var maxTotalBytes: Int64
-        public init(maxEntryBytes: Int64 = 4 << 30, maxTotalBytes: Int64 = 4 << 30) {
+        /// An entry is held whole in memory while it is parsed: its cap (512 MiB by default, far
+        /// below the machine's memory; a published reference file of 8,000 records is about 230 MB)
+        /// bounds the build's memory whatever the archive declares.
+        public static let defaultMaxEntryBytes: Int64 = 512 << 20
+        public static let defaultMaxTotalBytes: Int64 = 4 << 30
+        public init(maxEntryBytes: Int64 = Limits.defaultMaxEntryBytes, maxTotalBytes: Int64 = Limits.defaultMaxTotalBytes) {
             self.maxEntryBytes = maxEntryBytes; self.maxTotalBytes = maxTotalBytes
         }
     }
@@ -24,8 +29,8 @@ public struct ArchiveReader {
             switch self {
             case let .cannotOpen(a, why): return "\(a): cannot open archive: \(why)"
             case let .unsafePath(a, p): return "\(a): refused entry '\(p)': absolute path or '..' component"
-            case let .entryTooLarge(a, p, limit): return "\(a): entry '\(p)' exceeds the entry size limit of \(limit) bytes"
-            case let .totalTooLarge(a, limit): return "\(a): uncompressed content exceeds the total size limit of \(limit) bytes"
+            case let .entryTooLarge(a, p, limit): return "\(a): entry '\(p)' exceeds the entry size limit of \(limit) bytes (refused before it is read whole; --max-entry-bytes raises the limit)"
+            case let .totalTooLarge(a, limit): return "\(a): uncompressed content exceeds the total size limit of \(limit) bytes (--max-archive-bytes raises it)"
             case let .corrupt(a, why): return "\(a): truncated or corrupt archive: \(why)"
             }
         }

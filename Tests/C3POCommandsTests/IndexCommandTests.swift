@@ -101,6 +101,30 @@ final class IndexCommandTests: XCTestCase {
         XCTAssertTrue(unknown.stderr.contains("bogus"), unknown.stderr)
     }
 
+    /// Memory bounded by the work, not by the input: a 600 MB entry (compressed to well under 1 MB)
+    /// is refused by its declared size before it is read whole, naming the flag that raises the cap.
+    func testAHugeEntryIsRefusedBeforeItIsRead() throws {
+        let big = dir.appendingPathComponent("bomb.zip")
+        try ArchiveWriter.write([("x_sciq_routing_results.json", Data(count: 600 << 20))], to: big, format: .zip)
+        XCTAssertLessThan(try FileManager.default.attributesOfItem(atPath: big.path)[.size] as? Int ?? .max, 4 << 20)
+        let out = dir.appendingPathComponent("bomb-idx").path
+        let time = URL(fileURLWithPath: "/usr/bin/time")
+        let measured = FileManager.default.isExecutableFile(atPath: time.path)
+        let args = ["build", "--reference", big.path, "--out", out, "--embeddings", dir.appendingPathComponent("none.npy").path]
+        let r = measured
+            ? try Subprocess.run(time, ["-f", "peak-rss-kb %M", Binaries.directory.appendingPathComponent("c3po-index").path] + args)
+            : try Binaries.run("c3po-index", args)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("entry 'x_sciq_routing_results.json' exceeds the entry size limit of \(512 << 20) bytes")
+                      && r.stderr.contains("--max-entry-bytes"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        if measured, let line = r.stderr.split(separator: "\n").last(where: { $0.hasPrefix("peak-rss-kb ") }),
+           let kb = Int(line.dropFirst("peak-rss-kb ".count)) {
+            print("600 MB entry refused: peak RSS \(kb / 1024) MB")
+            XCTAssertLessThan(kb, 200 * 1024, "peak RSS \(kb / 1024) MB")
+        }
+    }
+
     func testHostileAndInvalidInputsFailAndLeaveOlderIndexIntact() throws {
         // An older index built from precomputed embeddings (no embedder needed).
         let out = dir.appendingPathComponent("idx").path
