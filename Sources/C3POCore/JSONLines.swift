@@ -13,7 +13,8 @@ public enum JSONLines {
     /// The non-blank lines of a UTF-8 text file with their 1-based line numbers.
     public static func lines(of url: URL) throws -> [(number: Int, text: Substring)] {
         guard FileManager.default.fileExists(atPath: url.path) else { throw FileError.missing(url, "file") }
-        let data = try Data(contentsOf: url)
+        let file = try MappedFile(url: url) // (Foundation's Data(contentsOf:) leaks 4 KiB on an empty file)
+        let data = Data(bytes: file.base, count: file.count)
         guard let text = String(data: data, encoding: .utf8) else {
             // Locate the first invalid line for the message.
             var line = 1, start = 0

@@ -14,7 +14,17 @@ public enum NPY {
     public struct Header: Equatable, Sendable {
         public var dtype: DType
         public var shape: [Int]
-        public var count: Int { shape.reduce(1, *) }
+        /// The number of values; nil when it does not fit an Int (a hostile shape).
+        public var checkedCount: Int? {
+            var n = 1
+            for d in shape {
+                let (p, overflow) = n.multipliedReportingOverflow(by: d)
+                if overflow { return nil }
+                n = p
+            }
+            return n
+        }
+        public var count: Int { checkedCount ?? Int.max }
     }
 
     public enum Error: Swift.Error, CustomStringConvertible {
@@ -77,13 +87,20 @@ public enum NPY {
     /// Reads an `.npy` of float32 or float16 values, returned as Float.
     public static func readFloats(_ url: URL) throws -> (header: Header, values: [Float]) {
         let file = try MappedFile(url: url)
-        let (header, offset) = try parseHeader(file.bytes, url: url)
-        let n = header.count
-        guard file.count - offset == n * header.dtype.size else {
-            throw Error.malformed(url, "data holds \(file.count - offset) bytes, shape \(header.shape) of \(header.dtype.rawValue) needs \(n * header.dtype.size)")
+        return try decodeFloats(file.bytes, url: url)
+    }
+
+    /// The values of an `.npy` held in `bytes` (`url` names it in messages).
+    public static func decodeFloats(_ bytes: UnsafeRawBufferPointer, url: URL) throws -> (header: Header, values: [Float]) {
+        let (header, offset) = try parseHeader(bytes, url: url)
+        let available = bytes.count - offset
+        guard let n = header.checkedCount, case let (size, overflow) = n.multipliedReportingOverflow(by: header.dtype.size), !overflow,
+              available == size else {
+            throw Error.malformed(url, "data holds \(available) bytes, shape \(header.shape) of \(header.dtype.rawValue) needs \(header.checkedCount.map { "\($0) values of \(header.dtype.size) bytes" } ?? "more values than can be addressed")")
         }
         var out = [Float](repeating: 0, count: n)
-        let src = file.base + offset
+        guard n > 0, let base = bytes.baseAddress else { return (header, out) }
+        let src = base + offset
         switch header.dtype {
         case .float32:
             out.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: src, count: n * 4)) }

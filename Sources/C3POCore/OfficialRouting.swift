@@ -157,7 +157,7 @@ public enum OfficialRouting {
             let layer = entry.layer ?? -1
             if let bad = entry.badKey { throw Problem("layer \(layer): key '\(bad)' is not expert_<i>") }
             seen.removeAll(keepingCapacity: true)
-            seen.append(contentsOf: repeatElement(false, count: min(4096, (entry.experts.max() ?? 0) + 1)))
+            seen.append(contentsOf: repeatElement(false, count: max(0, min(4096, (entry.experts.max() ?? 0) + 1))))
             for e in entry.experts where (0..<seen.count).contains(e) {
                 guard !seen[e] else { throw Problem("layer \(layer): expert \(e) listed twice") }
                 seen[e] = true

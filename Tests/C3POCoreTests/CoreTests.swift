@@ -31,6 +31,18 @@ final class BLASTests: XCTestCase {
 }
 
 final class NPYTests: XCTestCase {
+    func testHostileShapesAreRefusedNotTrapped() throws {
+        for shape in ["(1099511627776, 1099511627776)", "(4611686018427387904, 4)", "(9223372036854775807,)"] {
+            var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }"
+            header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
+            var bytes = [UInt8]([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)])
+            bytes += Array(header.utf8) + [0, 0, 0, 0]
+            XCTAssertThrowsError(try bytes.withUnsafeBytes { try NPY.decodeFloats($0, url: URL(fileURLWithPath: "x.npy")) }, shape) {
+                XCTAssertTrue("\($0)".contains("data holds 4 bytes"), "\($0)")
+            }
+        }
+    }
+
     let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/core")
 
@@ -214,6 +226,23 @@ final class OfficialRoutingRulesTests: XCTestCase {
         let ok = try read(#"{"layers": [{"layer": 2, "routing_weights": {"expert_1": 0.7501, "expert_0": 0.25}}]}"#)
         XCTAssertEqual(ok.keys.sorted(), [2])
         XCTAssertEqual(ok[2], [0.25, 0.7501])
+    }
+
+    /// Inputs the fuzzer found (Tests/Fuzz/regressions/official_routing): each refused with a reason, no crash.
+    func testFuzzerRegressions() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/regressions/official_routing")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        XCTAssertFalse(files.isEmpty)
+        for f in files {
+            XCTAssertThrowsError(try OfficialRouting.read(document: Data(contentsOf: dir.appendingPathComponent(f)), layerCount: 16, experts: 64), f)
+        }
+        // Only negative expert keys (the first find): named, in both modes.
+        let doc = #"{"layers": [{"layer": 0, "routing_weights": {"expert_-28": 1}}]}"#
+        XCTAssertThrowsError(try read(doc)) { XCTAssertTrue("\($0)".contains("'expert_-28' outside"), "\($0)") }
+        XCTAssertThrowsError(try OfficialRouting.check(try layers(doc), experts: nil, layers: .all)) {
+            XCTAssertTrue("\($0)".contains("'expert_-28' outside"), "\($0)")
+        }
     }
 
     func testWrittenFormReadsBack() throws {
