@@ -343,6 +343,38 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
         return logits
     }
 
+    /// Scratch of `onePosition`, one set per pass.
+    struct OnePositionScratch {
+        var xn, q, kNew, vNew, attn, tmp, probs: [Float]
+        init(_ s: DecoderSpec) {
+            xn = [Float](repeating: 0, count: s.hidden); q = [Float](repeating: 0, count: s.qDim)
+            kNew = [Float](repeating: 0, count: s.kvDim); vNew = kNew
+            attn = [Float](repeating: 0, count: s.qDim); tmp = [Float](repeating: 0, count: s.hidden)
+            probs = [Float](repeating: 0, count: s.experts)
+        }
+    }
+
+    /// Decoder layer `l` at the one position `p` (tail re-evaluation, a decoding step): the
+    /// positions before it attend from the first p rows of `cachedKeys`/`cachedValues`;
+    /// x ← x + attention, x ← x + MoE (with `override` at this position). Returns the layer's
+    /// keys and values through p ([p + 1, kvHeads·d]) and the router's distribution at p.
+    func onePosition(_ l: Int, _ x: inout [Float], position p: Int, cachedKeys: [Float], cachedValues: [Float],
+                     override: RoutingOverride?, scratch w: inout OnePositionScratch, pool: ScratchPool) -> ([Float], [Float], [Float]) {
+        let layer = layers[l], s = spec, h = s.hidden
+        rmsNorm(x, into: &w.xn, rows: 1, weight: layer.inputNorm)
+        projectQKV(layer.attention, w.xn, rows: 1, firstPosition: p, q: &w.q, k: &w.kNew, v: &w.vNew, pool: pool)
+        let k = Array(cachedKeys.prefix(p * s.kvDim)) + w.kNew, v = Array(cachedValues.prefix(p * s.kvDim)) + w.vNew
+        w.q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in w.attn.withUnsafeMutableBufferPointer { ap in
+            attention(q: qp.baseAddress!, queries: 1, firstQuery: p, k: kp.baseAddress!, v: vp.baseAddress!, total: p + 1, into: ap.baseAddress!, pool: pool)
+        } } } }
+        linear(w.attn, rows: 1, weight: layer.attention.o, into: &w.tmp, pool: pool) // [1, hidden]
+        for i in 0..<h { x[i] += w.tmp[i] }
+        rmsNorm(x, into: &w.xn, rows: 1, weight: layer.postAttentionNorm)
+        let probs = feedForward(layer, l, w.xn, rows: 1, override: override, probs: &w.probs, into: &w.tmp, pool: pool)
+        for i in 0..<h { x[i] += w.tmp[i] }
+        return (k, v, probs)
+    }
+
     public func reevaluateTail(_ state: PrefillState, fromLayer: Int, override: RoutingOverride?, rows: [Int]?) throws -> [Float] {
         guard let st = state as? DecoderPrefillState, st.modelID == ObjectIdentifier(self) else {
             throw ModelError.input("reevaluateTail: the state does not come from this model's prefill")
@@ -353,31 +385,14 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
             throw ModelError.override("layer \(below) lies below fromLayer \(fromLayer): its cached state cannot change")
         }
         if let bad = rows?.first(where: { $0 < 0 || $0 >= vocabularySize }) { throw ModelError.input("reevaluateTail: row \(bad) outside the vocabulary") }
-        let s = spec, h = s.hidden, t = st.tokens.count, e = s.experts
+        let t = st.tokens.count
         return withWorkers { pool in
             var x = st.lastInputs[fromLayer] // [hidden] residual stream of the last position
-            var xn = [Float](repeating: 0, count: h)
-            var q = [Float](repeating: 0, count: s.qDim)
-            var kNew = [Float](repeating: 0, count: s.kvDim), vNew = kNew
-            var attn = [Float](repeating: 0, count: s.qDim)
-            var tmp = [Float](repeating: 0, count: h)
-            var probs = [Float](repeating: 0, count: e)
+            var scratch = OnePositionScratch(spec)
             for l in fromLayer..<layerCount {
-                let layer = layers[l]
-                rmsNorm(x, into: &xn, rows: 1, weight: layer.inputNorm)
-                projectQKV(layer.attention, xn, rows: 1, firstPosition: t - 1, q: &q, k: &kNew, v: &vNew, pool: pool)
-                // Earlier positions' keys/values from the cache, the last position's recomputed. [t, kvHeads·d]
-                var k = st.keys[l], v = st.values[l]
-                k.replaceSubrange((t - 1) * s.kvDim ..< t * s.kvDim, with: kNew)
-                v.replaceSubrange((t - 1) * s.kvDim ..< t * s.kvDim, with: vNew)
-                q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in attn.withUnsafeMutableBufferPointer { ap in
-                    attention(q: qp.baseAddress!, queries: 1, firstQuery: t - 1, k: kp.baseAddress!, v: vp.baseAddress!, total: t, into: ap.baseAddress!, pool: pool)
-                } } } }
-                linear(attn, rows: 1, weight: layer.attention.o, into: &tmp, pool: pool) // [1, hidden]
-                for i in 0..<h { x[i] += tmp[i] }
-                rmsNorm(x, into: &xn, rows: 1, weight: layer.postAttentionNorm)
-                _ = feedForward(layer, l, xn, rows: 1, override: override, probs: &probs, into: &tmp, pool: pool)
-                for i in 0..<h { x[i] += tmp[i] }
+                // Earlier positions' keys/values from the cache, the last position's recomputed.
+                _ = onePosition(l, &x, position: t - 1, cachedKeys: st.keys[l], cachedValues: st.values[l],
+                                override: override, scratch: &scratch, pool: pool)
             }
             return head(x, rows: rows, pool: pool)
         }
@@ -391,32 +406,17 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
         let t = st.tokens.count // the new token's position
         guard t + 1 <= maxContext else { throw ModelError.input("decode: \(t + 1) tokens exceed max_position_embeddings \(maxContext)") }
         try check(override)
-        let s = spec, h = s.hidden, e = s.experts
         return withWorkers { pool in
-            var x = [Float](repeating: 0, count: h) // [hidden] residual stream of the new position
+            var x = [Float](repeating: 0, count: spec.hidden) // [hidden] residual stream of the new position
             x.withUnsafeMutableBufferPointer { embedding.row(token, into: $0.baseAddress!) }
-            var xn = [Float](repeating: 0, count: h)
-            var q = [Float](repeating: 0, count: s.qDim)
-            var kNew = [Float](repeating: 0, count: s.kvDim), vNew = kNew
-            var attn = [Float](repeating: 0, count: s.qDim)
-            var tmp = [Float](repeating: 0, count: h)
-            var probs = [Float](repeating: 0, count: e)
+            var scratch = OnePositionScratch(spec)
             var keys: [[Float]] = [], values: [[Float]] = [], lastInputs: [[Float]] = [], routerProbs: [[Float]] = []
-            for (l, layer) in layers.enumerated() {
+            for l in layers.indices {
                 lastInputs.append(x)
-                rmsNorm(x, into: &xn, rows: 1, weight: layer.inputNorm)
-                projectQKV(layer.attention, xn, rows: 1, firstPosition: t, q: &q, k: &kNew, v: &vNew, pool: pool)
-                // The cache grows by the new position. [t + 1, kvHeads·d]
-                let k = st.keys[l] + kNew, v = st.values[l] + vNew
-                q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in attn.withUnsafeMutableBufferPointer { ap in
-                    attention(q: qp.baseAddress!, queries: 1, firstQuery: t, k: kp.baseAddress!, v: vp.baseAddress!, total: t + 1, into: ap.baseAddress!, pool: pool)
-                } } } }
-                keys.append(k); values.append(v)
-                linear(attn, rows: 1, weight: layer.attention.o, into: &tmp, pool: pool) // [1, hidden]
-                for i in 0..<h { x[i] += tmp[i] }
-                rmsNorm(x, into: &xn, rows: 1, weight: layer.postAttentionNorm)
-                routerProbs.append(feedForward(layer, l, xn, rows: 1, override: override, probs: &probs, into: &tmp, pool: pool))
-                for i in 0..<h { x[i] += tmp[i] }
+                // The cache grows by the new position.
+                let (k, v, probs) = onePosition(l, &x, position: t, cachedKeys: st.keys[l], cachedValues: st.values[l],
+                                                override: override, scratch: &scratch, pool: pool)
+                keys.append(k); values.append(v); routerProbs.append(probs)
             }
             let logits = head(x, rows: nil, pool: pool)
             return DecoderPrefillState(tokens: st.tokens + [token], logits: logits, routerProbs: routerProbs,

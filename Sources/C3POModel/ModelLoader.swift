@@ -29,11 +29,10 @@ public enum ModelLoader {
         tokenizerHasher.update(tokenizerData)
         let model = try family.load(ModelSource(directory: directory, configURL: configURL, configData: data,
                                                 configSHA256: hasher.finalize(), tokenizerSHA256: tokenizerHasher.finalize(), tokenizer: tokenizer))
-        if let decoder = model as? MoEDecoderModel {
-            let generation = directory.appendingPathComponent("generation_config.json")
-            let genObj = (try? Data(contentsOf: generation)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
-            decoder.endTokenIDs = endTokens(genObj?["eos_token_id"] ?? obj["eos_token_id"])
-        }
+        // What ends generation: generation_config.json's eos_token_id (what transformers' generate uses), else config.json's.
+        let generation = directory.appendingPathComponent("generation_config.json")
+        let genObj = (try? Data(contentsOf: generation)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        model.endTokenIDs = endTokens(genObj?["eos_token_id"] ?? obj["eos_token_id"])
         return model
     }
 

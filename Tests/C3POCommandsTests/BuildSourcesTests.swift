@@ -8,19 +8,10 @@ import XCTest
 /// `--model` build recorded gives the same folder, apart from what the sources carry.
 /// On the engine's tiny checkpoint (Tests/Fixtures/moe/olmoe-f32) and PIQA questions
 /// (their prompts show options A./B., so an archive record's labels are the dataset's).
-final class BuildSourcesTests: XCTestCase {
+final class BuildSourcesTests: PIQAWorkspaceCase {
     static let model = PIQAWorkspace.root.appendingPathComponent("Tests/Fixtures/moe/olmoe-f32").path
 
-    var dir: URL!
-
-    override func setUpWithError() throws {
-        try PIQAWorkspace.requireEmbedder()
-        dir = try PIQAWorkspace.make("c3po-sources", bench: 0..<24, test: 24..<25)
-    }
-
-    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+    override func setUpWithError() throws { try makeWorkspace("c3po-sources", bench: 0..<24, test: 24..<25) }
 
     func build(_ arguments: [String]) throws {
         let r = try Binaries.run("c3po-index", ["build"] + arguments + ["--quiet"])

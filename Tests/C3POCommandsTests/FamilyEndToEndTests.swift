@@ -5,20 +5,11 @@ import XCTest
 /// `c3po-index build --model` + `c3po-apply` end to end, as subprocesses, on the small
 /// Qwen2-MoE (sharded, released layout, one dense layer) and Mixtral checkpoints of
 /// Tests/Fixtures/families, over the first PIQA validation questions.
-final class FamilyEndToEndTests: XCTestCase {
+final class FamilyEndToEndTests: PIQAWorkspaceCase {
     static let root = PIQAWorkspace.root
     static func model(_ name: String) -> String { root.appendingPathComponent("Tests/Fixtures/families/\(name)").path }
 
-    var dir: URL!
-
-    override func setUpWithError() throws {
-        try PIQAWorkspace.requireEmbedder()
-        dir = try PIQAWorkspace.make("c3po-family", bench: 0..<30, test: 30..<40)
-    }
-
-    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+    override func setUpWithError() throws { try makeWorkspace("c3po-family", bench: 0..<30, test: 30..<40) }
 
     /// Builds an index for `name`, runs kernel regression and the oracle on it; returns the manifest.
     func buildAndApply(_ name: String) throws -> [String: Any] {

@@ -6,15 +6,12 @@ import XCTest
 /// and PIQA questions (their prompts show options A./B., the labels the published rules read):
 /// `build --embed-text prompt`, `c3po-apply --preset official`, `--answer generate`, `--test`
 /// in the published evaluation format.
-final class FidelityTests: XCTestCase {
+final class FidelityTests: PIQAWorkspaceCase {
     static let model = PIQAWorkspace.root.appendingPathComponent("Tests/Fixtures/moe/olmoe-f32").path
 
-    var dir: URL!
-
     override func setUpWithError() throws {
-        try PIQAWorkspace.requireEmbedder()
         // The test set is part of the benchmark: without the overlap cut a question finds itself.
-        dir = try PIQAWorkspace.make("c3po-fidelity", bench: 0..<24, test: 0..<6)
+        try makeWorkspace("c3po-fidelity", bench: 0..<24, test: 0..<6)
         for (name, text) in [("prompt-idx", "prompt"), ("question-idx", "question")] {
             let b = try Binaries.run("c3po-index", ["build", "--model", Self.model, "--benchmark", path("bench.jsonl"),
                                                     "--out", path(name), "--embed-text", text, "--quiet"])
@@ -22,9 +19,6 @@ final class FidelityTests: XCTestCase {
         }
     }
 
-    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     func json(_ r: Binaries.Result) throws -> [String: Any] {
         XCTAssertEqual(r.status, 0, r.stderr)

@@ -7,20 +7,11 @@ import XCTest
 /// and writing leaves the previous index at --out intact and readable, and a rerun resumes and
 /// finishes with the folder an uninterrupted build writes; two builds of one --out never mix.
 /// On the engine's tiny checkpoint and PIQA questions.
-final class KilledBuildTests: XCTestCase {
+final class KilledBuildTests: PIQAWorkspaceCase {
     static let model = PIQAWorkspace.root.appendingPathComponent("Tests/Fixtures/moe/olmoe-f32").path
     static let dataFiles = ["embeddings.npy", "pathways.npy", "index.faiss", "records.jsonl", "task_weights.json"]
 
-    var dir: URL!
-
-    override func setUpWithError() throws {
-        try PIQAWorkspace.requireEmbedder()
-        dir = try PIQAWorkspace.make("c3po-kill", bench: 0..<40, test: 40..<41)
-    }
-
-    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+    override func setUpWithError() throws { try makeWorkspace("c3po-kill", bench: 0..<40, test: 40..<41) }
     func arguments(_ out: String) -> [String] {
         ["build", "--model", Self.model, "--benchmark", path("bench.jsonl"), "--out", path(out), "--quiet"]
     }

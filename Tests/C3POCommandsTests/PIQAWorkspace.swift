@@ -33,3 +33,18 @@ enum PIQAWorkspace {
         return dir
     }
 }
+
+/// A test case that works in a fresh PIQA workspace (`PIQAWorkspace.make`), removed afterwards.
+class PIQAWorkspaceCase: XCTestCase {
+    var dir: URL!
+
+    /// Skips the test when the default embedder is not installed.
+    func makeWorkspace(_ prefix: String, bench: Range<Int>, test: Range<Int>) throws {
+        try PIQAWorkspace.requireEmbedder()
+        dir = try PIQAWorkspace.make(prefix, bench: bench, test: test)
+    }
+
+    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+}

@@ -6,19 +6,10 @@ import XCTest
 /// A build and a run split in shards, as subprocesses (what the array tasks of
 /// Scripts/slurm run), against the same work done whole, on the engine's tiny checkpoint
 /// and PIQA questions.
-final class ShardedRunTests: XCTestCase {
+final class ShardedRunTests: PIQAWorkspaceCase {
     static let model = PIQAWorkspace.root.appendingPathComponent("Tests/Fixtures/moe/olmoe-f32").path
 
-    var dir: URL!
-
-    override func setUpWithError() throws {
-        try PIQAWorkspace.requireEmbedder()
-        dir = try PIQAWorkspace.make("c3po-shards", bench: 0..<30, test: 30..<42)
-    }
-
-    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+    override func setUpWithError() throws { try makeWorkspace("c3po-shards", bench: 0..<30, test: 30..<42) }
 
     @discardableResult
     func ok(_ tool: String, _ arguments: [String]) throws -> Binaries.Result {
