@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "C3POModelTests", dependencies: ["C3POModel", "C3POCore"]),
         .testTarget(name: "C3POMixingTests", dependencies: ["C3POMixing", "C3POModel", "C3POIndex", "C3POCore"]),
         .testTarget(name: "C3POCommandsTests", dependencies: ["C3POCommands", "C3POCore", "C3POIndex"]),
-        .testTarget(name: "C3POReportTests", dependencies: ["C3POReport", "C3POMixing", "C3POIndex", "C3POCore"]),
+        .testTarget(name: "C3POReportTests", dependencies: ["C3POReport", "C3POMixing", "C3POIndex", "C3POCore", "C3POEmbedding"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

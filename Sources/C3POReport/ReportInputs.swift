@@ -87,6 +87,8 @@ public struct ReportIndex: Sendable {
         do { manifest = try JSONDecoder().decode(IndexManifest.self, from: Data(contentsOf: manifestURL)) } catch {
             throw ReportError.invalidIndex(manifestURL, "not a readable index manifest: \(error)")
         }
+        // The checks every reader of an index folder makes first (sizes and SHA-256 of the manifest).
+        try ReferenceIndex.verifyFiles(manifest, in: url)
         let records = try JSONLines.decode(ReferenceRecord.self, from: try file(ReferenceIndex.recordsFile))
         let pathURL = try file(ReferenceIndex.pathwaysFile)
         let (header, values) = try NPY.readFloats(pathURL)

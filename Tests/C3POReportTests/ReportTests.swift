@@ -1,4 +1,5 @@
 import C3POCore
+import C3POEmbedding
 import C3POIndex
 import C3POMixing
 import C3POReport
@@ -225,5 +226,35 @@ final class RunRowsTests: XCTestCase {
         }
         try Data((good + "\n{\"id\": }\n").utf8).write(to: file)
         XCTAssertThrowsError(try ReportRun.load(file)) { e in XCTAssertTrue("\(e)".contains(":2: not valid JSON"), "\(e)") }
+    }
+}
+
+/// The report reads an index folder with the checks of every reader: sizes and SHA-256 first.
+final class ReportIndexVerificationTests: XCTestCase {
+    struct LengthEmbedder: SentenceEmbedder {
+        let identifier = "test/length"
+        let dimension = 2
+        func embed(_ texts: [String], batchSize: Int, progress: ProgressReporter?) throws -> [Float] {
+            texts.flatMap { t -> [Float] in let a = Float(t.count % 7 + 1), b = Float(t.count % 5 + 1); let n = (a * a + b * b).squareRoot(); return [a / n, b / n] }
+        }
+    }
+
+    func testAnEditedPathwaysFileIsRefusedByName() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-report-verify-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var set = ReferenceSet()
+        for i in 0..<3 {
+            try set.append(ReferenceRecord(id: "q\(i)", task: "t", question: "question \(String(repeating: "x", count: i))", gold: "A"),
+                           pathway: [0.25, 0.75, 0.5, 0.5], layers: 2, experts: 2)
+        }
+        let out = dir.appendingPathComponent("idx")
+        try IndexBuilder.build(set, vectors: .embedder(LengthEmbedder()), out: out, options: .init(progress: false), note: { _ in })
+        XCTAssertEqual(try ReportIndex(directory: out).records.count, 3)
+        var npy = try Data(contentsOf: out.appendingPathComponent("pathways.npy"))
+        npy[npy.count - 1] ^= 0x01
+        try npy.write(to: out.appendingPathComponent("pathways.npy"))
+        XCTAssertThrowsError(try ReportIndex(directory: out)) {
+            XCTAssertTrue("\($0)".contains("pathways.npy") && "\($0)".contains("edited or swapped"), "\($0)")
+        }
     }
 }
