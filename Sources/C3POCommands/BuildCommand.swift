@@ -142,10 +142,7 @@ public struct BuildCommand: ParsableCommand {
         }
     }
 
-    func shardSpec() throws -> ShardSpec? {
-        guard let shard else { return nil }
-        do { return try ShardSpec(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
-    }
+    func shardSpec() throws -> ShardSpec? { try ShardSpec.option(shard) }
 
     /// The vectors of an archive build: `--embeddings`, else the embedder.
     func vectors() throws -> IndexBuilder.Vectors {

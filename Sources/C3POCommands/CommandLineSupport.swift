@@ -25,6 +25,14 @@ public struct PathArgument: ExpressibleByArgument, CustomStringConvertible, Send
     public var defaultValueDescription: String { typed }
 }
 
+extension ShardSpec {
+    /// `--shard K/N|auto|auto/N` of `c3po-index build` and `c3po-apply`: nil when not given.
+    static func option(_ text: String?) throws -> ShardSpec? {
+        guard let text else { return nil }
+        do { return try ShardSpec(parsing: text) } catch { throw ValidationError("--shard: \(error)") }
+    }
+}
+
 /// Paths checked before the loaders see them, so that a missing folder is reported as
 /// the folder the user named, not as the first file a loader looks for inside it.
 enum InputPaths {

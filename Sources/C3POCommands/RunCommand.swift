@@ -148,10 +148,7 @@ public struct RunCommand: ParsableCommand {
         }
     }
 
-    func shardSpec() throws -> ShardSpec? {
-        guard let shard else { return nil }
-        do { return try ShardSpec(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
-    }
+    func shardSpec() throws -> ShardSpec? { try ShardSpec.option(shard) }
 
     /// The options that make two runs the same run (a part of a sharded run records them).
     var runIdentity: String {

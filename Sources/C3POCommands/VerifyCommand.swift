@@ -25,7 +25,7 @@ public struct VerifyCommand: ParsableCommand {
     public func run() throws {
         let dir = try indexOptions.directory()
         let idx = try indexOptions.load() // checksums, then every file parsed and cross-checked
-        let checked = try ReferenceIndex.verifyFiles(idx.manifest, in: dir)
+        let checked = idx.verifiedFiles
         if json {
             let obj: [String: Any] = ["index": dir.path, "records": idx.count, "checksums": idx.manifest.files != nil,
                                       "files": checked.map { ["name": $0.name, "bytes": $0.bytes] as [String: Any] }]

@@ -513,3 +513,21 @@ public indirect enum JSONValue: Sendable {
         }
     }
 }
+
+extension JSONScanner {
+    /// Reads a value expected to be of `kind` for `field` (named in the message): on another
+    /// kind, or on null unless `nullable`, the first problem is kept in `problem` and the value
+    /// skipped, so that a document with a bad field is still read to its end (the readers of
+    /// the official record and routing forms report the first problem of a record). Returns
+    /// whether the value is to be read.
+    public mutating func expect(_ kind: Kind, field: @autoclosure () -> String, nullable: Bool = false,
+                                problem: inout String?) throws -> Bool {
+        let k = try peek()
+        if k == kind { return true }
+        if problem == nil, !(k == .null && nullable) {
+            problem = k == .null ? "field '\(field())' is null" : "field '\(field())' is not \(kind)"
+        }
+        try skipValue()
+        return false
+    }
+}

@@ -42,17 +42,6 @@ public enum OfficialRouting {
 
     // MARK: parsing
 
-    /// Reads a value expected to be of `kind`; on another kind keeps the first problem and
-    /// skips the value. Returns whether the value is to be read.
-    static func expect(_ kind: JSONScanner.Kind, _ s: inout JSONScanner, field: @autoclosure () -> String,
-                       problem: inout String?) throws -> Bool {
-        let k = try s.peek()
-        if k == kind { return true }
-        if problem == nil { problem = k == .null ? "field '\(field())' is null" : "field '\(field())' is not \(kind)" }
-        try s.skipValue()
-        return false
-    }
-
     /// Expert index of a `routing_weights` key: `expert_<i>`, `i` a decimal integer
     /// written as Swift/Python print it (no sign, no leading zero); a negative `i` is
     /// returned to be reported out of range. nil for any other form.
@@ -82,12 +71,12 @@ public enum OfficialRouting {
     /// are thrown. nil when there is no usable `layers` list.
     public static func parse(_ s: inout JSONScanner, field: String, problem: inout String?) throws -> [Layer]? {
         let prefix = field.isEmpty ? "" : field + "."
-        guard try expect(.object, &s, field: field.isEmpty ? "(top level)" : field, problem: &problem) else { return nil }
+        guard try s.expect(.object, field: field.isEmpty ? "(top level)" : field, problem: &problem) else { return nil }
         var c = try s.beginObject()
         var result: [Layer]?
         while let key = try s.nextKey(&c) {
             guard key.equals("layers") else { try s.skipValue(); continue }
-            guard try expect(.array, &s, field: prefix + "layers", problem: &problem) else { result = []; continue }
+            guard try s.expect(.array, field: prefix + "layers", problem: &problem) else { result = []; continue }
             var layers: [Layer] = []
             var a = try s.beginArray()
             while try s.nextElement(&a) {
@@ -95,12 +84,12 @@ public enum OfficialRouting {
                 var at: String { "\(prefix)layers[\(index)]" } // built only for a message
                 var layer = Layer()
                 defer { layers.append(layer) }
-                guard try expect(.object, &s, field: at, problem: &problem) else { continue }
+                guard try s.expect(.object, field: at, problem: &problem) else { continue }
                 var o = try s.beginObject()
                 while let k = try s.nextKey(&o) {
                     if k.equals("layer") {
                         layer.layer = nil
-                        guard try expect(.number, &s, field: at + ".layer", problem: &problem) else { layer.layer = -1; continue }
+                        guard try s.expect(.number, field: at + ".layer", problem: &problem) else { layer.layer = -1; continue }
                         let v = try s.readDouble()
                         // An integral number (2 or 2.0) names a layer; anything else is refused.
                         if v.rounded() == v, abs(v) < 1e15 { layer.layer = Int(v) } else {
@@ -110,13 +99,13 @@ public enum OfficialRouting {
                     } else if k.equals("routing_weights") {
                         layer.hasWeights = true
                         layer.experts.removeAll(keepingCapacity: true); layer.weights.removeAll(keepingCapacity: true)
-                        guard try expect(.object, &s, field: at + ".routing_weights", problem: &problem) else { continue }
+                        guard try s.expect(.object, field: at + ".routing_weights", problem: &problem) else { continue }
                         layer.experts.reserveCapacity(64); layer.weights.reserveCapacity(64)
                         var w = try s.beginObject()
                         while let ek = try s.nextKey(&w) {
                             let e = expertIndex(ek)
                             if e == nil && layer.badKey == nil { layer.badKey = ek.string }
-                            guard try expect(.number, &s, field: "\(at).routing_weights.\(ek.string)", problem: &problem) else { continue }
+                            guard try s.expect(.number, field: "\(at).routing_weights.\(ek.string)", problem: &problem) else { continue }
                             layer.experts.append(e ?? Int.min)
                             layer.weights.append(try s.readDouble())
                         }

@@ -173,22 +173,6 @@ public enum ReferenceArchive {
         }
     }
 
-    /// Reads a value expected to be of `kind` for `field`; on another kind notes the
-    /// problem in `slot` and skips the value. Returns whether the value is to be read.
-    static func expect(_ kind: JSONScanner.Kind, _ s: inout JSONScanner, field: @autoclosure () -> String,
-                       slot: Int, nullable: Bool = false, into r: inout ParsedRecord) throws -> Bool {
-        let k = try s.peek()
-        if k == kind { return true }
-        if k == .null {
-            if !nullable { r.note(slot, "field '\(field())' is null") }
-            try s.readNull()
-            return false
-        }
-        r.note(slot, "field '\(field())' is not \(kind)")
-        try s.skipValue()
-        return false
-    }
-
     /// Parses one record object (the scanner at its `{`).
     static func parseRecord(_ s: inout JSONScanner) throws -> ParsedRecord {
         var r = ParsedRecord()
@@ -196,16 +180,16 @@ public enum ReferenceArchive {
         while let key = try s.nextKey(&c) {
             if key.equals("input_text") {
                 r.seen[0] = true
-                if try expect(.string, &s, field: "input_text", slot: 0, into: &r) { r.inputText = try s.readString() }
+                if try s.expect(.string, field: "input_text", problem: &r.problems[0]) { r.inputText = try s.readString() }
             } else if key.equals("correct_answer") {
                 r.seen[1] = true
-                if try expect(.string, &s, field: "correct_answer", slot: 1, into: &r) { r.correctAnswer = try s.readString() }
+                if try s.expect(.string, field: "correct_answer", problem: &r.problems[1]) { r.correctAnswer = try s.readString() }
             } else if key.equals("model_answer") {
                 r.seen[2] = true
-                if try expect(.string, &s, field: "model_answer", slot: 2, nullable: true, into: &r) { r.modelAnswer = try s.readString() }
+                if try s.expect(.string, field: "model_answer", nullable: true, problem: &r.problems[2]) { r.modelAnswer = try s.readString() }
             } else if key.equals("is_correct") {
                 r.seen[3] = true
-                if try expect(.bool, &s, field: "is_correct", slot: 3, into: &r) { r.isCorrect = try s.readBool() }
+                if try s.expect(.bool, field: "is_correct", problem: &r.problems[3]) { r.isCorrect = try s.readBool() }
             } else if key.equals("last_token_routing") {
                 r.seen[4] = true
                 try parseRouting(&s, into: &r)

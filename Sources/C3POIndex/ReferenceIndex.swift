@@ -316,6 +316,9 @@ public final class ReferenceIndex: @unchecked Sendable {
     public let embeddings: [Float]
     /// `task_weights.json`, when the index was built with a model.
     public let taskWeights: TaskWeights?
+    /// The files checked against the manifest's sizes and SHA-256 when the folder was loaded
+    /// (none for a folder written before checksums).
+    public let verifiedFiles: [(name: String, bytes: Int)]
     private let faiss: FaissIndex
 
     public var count: Int { records.count }
@@ -361,7 +364,7 @@ public final class ReferenceIndex: @unchecked Sendable {
         }
         let n = manifest.count
         // Sizes and checksums first: no parser sees a truncated, swapped or edited file.
-        try Self.verifyFiles(manifest, in: directory)
+        verifiedFiles = try Self.verifyFiles(manifest, in: directory)
 
         let recordsURL = try file(Self.recordsFile)
         let records = try JSONLines.decode(ReferenceRecord.self, from: recordsURL)
