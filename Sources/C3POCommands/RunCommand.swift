@@ -12,6 +12,7 @@ extension NeighborDraw: ExpressibleByArgument {}
 extension AlphaChoice: ExpressibleByArgument {}
 extension EmbedText: ExpressibleByArgument {}
 extension AnswerMode: ExpressibleByArgument {}
+extension NGDStart: ExpressibleByArgument {}
 
 /// `c3po-apply run` (the default subcommand): answers a test set with the base model
 /// and with C3PO re-mixing; per-sample JSONL, emitted pathways, a summary.
@@ -40,7 +41,7 @@ public struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Settings of a published procedure: official (tianyi-lab/C3PO's olmoe_optimizer.py: --method neighbors, --k 3, no overlap cut, the last 5 layers, its instruction; on an index built with --embed-text prompt). Options given as well override the preset's; the summary lists what ran (README.md, Reproducing the published procedure).", valueName: "official"))
     public var preset: Preset?
 
-    @Option(name: .customLong("method"), help: "Re-mixing method: kernel (kernel regression; the default), mode (mean-shift in pathway space), task (per-task weights of the index), neighbors (the published code's average), none (base model), oracle (uses gold answers: upper bound, analysis only).")
+    @Option(name: .customLong("method"), help: "Re-mixing method: kernel (kernel regression; the default), mode (mean-shift in pathway space), task (per-task weights of the index), neighbors (the published code's average), ngd (neighbourhood gradient descent on the neighbours' loss: exact tail gradients, --ngd-steps steps; README.md, NGD), none (base model), oracle (uses gold answers: upper bound, analysis only).")
     public var methodOption: MixingMethod?
 
     @Option(name: .customLong("k"), help: ArgumentHelp("Neighbours per question (default 3).", valueName: "n"))
@@ -60,6 +61,18 @@ public struct RunCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("alpha in w <- alpha w + (1 - alpha) w_mixed, the share of the router's own routing: 'index' (per task, from the index), 'search' (the paper's per-sample search on the neighbours' loss; costly), or a number in [0, 1].", valueName: "index|search|A"))
     public var alpha: AlphaChoice = .index
+
+    @Option(name: .customLong("ngd-init"), help: "--method ngd starts from: own (the sample's own routing) or kernel (the kernel-regression pathway).")
+    public var ngdInit: NGDStart = NGDParameters().start
+
+    @Option(name: .customLong("ngd-steps"), help: ArgumentHelp("--method ngd: gradient steps per question.", valueName: "n"))
+    public var ngdSteps: Int = NGDParameters().steps
+
+    @Option(name: .customLong("ngd-lr"), help: ArgumentHelp("--method ngd: step size on the core experts' softmax logits.", valueName: "eta"))
+    public var ngdLearningRate: Float = NGDParameters().learningRate
+
+    @Option(name: .customLong("state-cache-mb"), help: ArgumentHelp("--method ngd and --alpha search: MiB of neighbours' prefill states kept across questions (least recently used evicted).", valueName: "MiB"))
+    public var stateCacheMB: Int = 1024
 
     @Option(name: .customLong("max-similarity"), help: ArgumentHelp("Drop references whose question similarity to the test question exceeds this (overlap; default 0.95; none with --preset official).", valueName: "s"))
     public var maxSimilarityOption: Float?
@@ -140,6 +153,9 @@ public struct RunCommand: ParsableCommand {
         if let l = limit, l < 1 { throw ValidationError("--limit must be at least 1, got \(l)") }
         if let m = maxSimilarityOption, !m.isFinite { throw ValidationError("--max-similarity must be a number") }
         guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
+        guard ngdSteps >= 0 else { throw ValidationError("--ngd-steps must not be negative, got \(ngdSteps)") }
+        guard ngdLearningRate.isFinite, ngdLearningRate > 0 else { throw ValidationError("--ngd-lr must be positive, got \(ngdLearningRate)") }
+        guard stateCacheMB >= 0 else { throw ValidationError("--state-cache-mb must not be negative, got \(stateCacheMB)") }
         guard similarityFloor.isFinite else { throw ValidationError("--similarity-floor must be a number") }
         if shard != nil {
             _ = try shardSpec()
@@ -156,6 +172,7 @@ public struct RunCommand: ParsableCommand {
             + "critical-layers=\(criticalLayers) core-experts=\(coreExperts) alpha=\(alpha) max-similarity=\(maxSimilarity) "
             + "neighbors=\(neighbors.rawValue) seed=\(seed) limit=\(limit.map(String.init) ?? "none") "
             + "instruction=\(instructionText.debugDescription) answer=\(answer.rawValue) max-new-tokens=\(maxNewTokens)"
+            + (method == .ngd ? " ngd-init=\(ngdInit.rawValue) ngd-steps=\(ngdSteps) ngd-lr=\(ngdLearningRate)" : "")
     }
 
     public func run() throws {
@@ -183,6 +200,8 @@ public struct RunCommand: ParsableCommand {
         options.embedBatchSize = embedderOptions.batchSize; options.progress = !quiet
         options.embedText = refIndex.manifest.embeddedText; options.instruction = instructionText
         options.answer = answer; options.maxNewTokens = maxNewTokens
+        options.ngd = NGDParameters(steps: ngdSteps, learningRate: ngdLearningRate, start: ngdInit)
+        options.stateCacheBytes = stateCacheMB << 20
         if preset == .official, refIndex.manifest.embeddedText != .prompt {
             throw UsageError("--preset official embeds whole prompts, as the published code does: build the index with c3po-index build --embed-text prompt (\(refIndex.directory.path) embeds questions)")
         }

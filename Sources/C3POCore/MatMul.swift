@@ -78,6 +78,29 @@ public enum MatMul {
         c3po_linear(path.rawValue, x, ldx, w, dtype.rawValue, ldw, y, ldy, m, n, k, accumulate ? 1 : 0)
     }
 
+    /// dx[i·lddx + c] (+)= Σ_j dy[i·lddy + j] · W[j·ldw + c] for i < m, c < k, j < n: the input
+    /// gradient of `linear`'s layer (dx = dy · W), on the calling thread.
+    @inline(__always)
+    public static func linearTransposed(_ dy: UnsafePointer<Float>, lddy: Int, weight w: UnsafeRawPointer, dtype: WeightDType, ldw: Int,
+                                        into dx: UnsafeMutablePointer<Float>, lddx: Int, m: Int, n: Int, k: Int,
+                                        accumulate: Bool = false, path: KernelPath = .active) {
+        c3po_linear_t(path.rawValue, dy, lddy, w, dtype.rawValue, ldw, dx, lddx, m, n, k, accumulate ? 1 : 0)
+    }
+
+    /// The same over `threads` workers, the k columns of dx split in blocks (multiples of 64).
+    /// dy [m, n] dense, dx [m, k] dense.
+    public static func linearTransposed(_ dy: UnsafePointer<Float>, rows m: Int, outFeatures n: Int, weight w: UnsafeRawPointer,
+                                        dtype: WeightDType, inFeatures k: Int, into dx: UnsafeMutablePointer<Float>,
+                                        accumulate: Bool = false, threads: Int = Parallel.defaultThreads) {
+        let block = max(64, ((k + 2 * threads - 1) / (2 * threads) + 63) / 64 * 64)
+        let blocks = (k + block - 1) / block
+        Parallel.dynamicForEach(blocks, workers: threads) { _, b in
+            let lo = b * block, hi = min(k, lo + block)
+            linearTransposed(dy, lddy: n, weight: w + lo * dtype.size, dtype: dtype, ldw: k, into: dx + lo, lddx: k,
+                             m: m, n: n, k: hi - lo, accumulate: accumulate)
+        }
+    }
+
     /// x[0..<n] ← softmax(x), max subtracted (exp within 2 ulp of expf on AVX-512).
     @inline(__always)
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int, path: KernelPath = .active) {

@@ -6,7 +6,7 @@ import Foundation
 
 /// What `c3po-apply --method` selects.
 public enum MixingMethod: String, CaseIterable, Sendable, Codable {
-    case kernel, mode, task, neighbors, none, oracle
+    case kernel, mode, task, neighbors, ngd, none, oracle
 
     /// The name printed in every output; the oracle says what it is wherever it appears.
     public var displayName: String {
@@ -93,6 +93,10 @@ public struct RunnerOptions: Sendable {
     public var answer: AnswerMode = .letter
     /// Tokens generated at most per answer with `answer == .generate` (the published code: 200).
     public var maxNewTokens: Int = 200
+    /// `--method ngd`: steps, step size, start.
+    public var ngd = NGDParameters()
+    /// Bytes of neighbours' prefill states kept across questions (`--method ngd`, `--alpha search`).
+    public var stateCacheBytes: Int = 1 << 30
 
     public init() {}
 }
@@ -137,6 +141,8 @@ public struct SampleResult: Codable, Sendable {
     /// With `--answer generate`: the decoded prompt and continuation the letters were read from.
     public var baseText: String? = nil
     public var c3poText: String? = nil
+    /// With `--method ngd`: the neighbours' kernel-weighted loss at the start and at the result.
+    public var ngdLoss: [Float]? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, task, gold, neighbors, alpha, bandwidth, method, skipped, question
@@ -152,6 +158,7 @@ public struct SampleResult: Codable, Sendable {
         case coreExperts = "core_experts"
         case recordedAnswer = "recorded_answer"
         case baseText = "base_text", c3poText = "c3po_text"
+        case ngdLoss = "ngd_loss"
     }
 }
 
@@ -267,13 +274,19 @@ public final class C3PORunner {
         if options.method == .task, taskWeights?.tasks.values.contains(where: { $0.pathway != nil }) != true {
             throw RunnerError.missing("--method task needs per-task pathways (task_weights.json), which only an index built with --model has")
         }
-        if options.alpha == .search, pool.references.contains(where: { $0.correct && ($0.prompt == nil || $0.labels == nil) }) {
-            throw RunnerError.missing("--alpha search runs the model on the neighbours' prompts; this index's records carry no prompt or label set (build it with --model/--benchmark)")
+        if options.alpha == .search || options.method == .ngd, pool.references.contains(where: { $0.correct && ($0.prompt == nil || $0.labels == nil) }) {
+            let what = options.method == .ngd ? "--method ngd" : "--alpha search"
+            throw RunnerError.missing("\(what) runs the model on the neighbours' prompts; this index's records carry no prompt or label set (build it with --model/--benchmark)")
         }
+        if options.method == .ngd { try options.ngd.validate() }
         self.model = model; self.embedder = embedder; self.pool = pool; self.taskWeights = taskWeights
         self.options = options; self.defaultAlpha = defaultAlpha; self.defaultBandwidth = defaultBandwidth
         criticalLayers = CriticalLayers.last(options.criticalLayerCount, of: model.routedLayers)
+        states = PrefillCache(budgetBytes: options.stateCacheBytes)
     }
+
+    /// Neighbours' prefill states, kept across questions (`--method ngd`, `--alpha search`).
+    public let states: PrefillCache
 
     /// Runs `questions` (after `limit`); `onResult` gets each result and its override (nil
     /// for the base method or a skip) as soon as it is known, `onWarning` each warning (they
@@ -359,10 +372,12 @@ public final class C3PORunner {
                 tBase += t
             }
 
+            lastNGDLoss = nil
             var ((answer, override, alpha, bandwidth), tMix) = try timed {
                 try c3poAnswer(q, state: state, labelIDs: labelIDs, base: base, hits: hits[i], overlaps: overlaps[i],
                                successRows: successRows, modeSpace: modeSpace)
             }
+            r.ngdLoss = lastNGDLoss
             r.c3poAnswer = q.labels[answer]
             r.c3poCorrect = answer == q.answerIndex
             if options.answer == .generate {
@@ -374,7 +389,7 @@ public final class C3PORunner {
             r.alpha = alpha; r.bandwidth = bandwidth
             r.question = q.question
             r.recordRouting(base: state.routerProbs, override: override, criticalLayers: criticalLayers,
-                            coreExperts: [.kernel, .mode, .task].contains(options.method) ? min(options.coreExperts, model.expertCount) : nil)
+                            coreExperts: [.kernel, .mode, .task, .ngd].contains(options.method) ? min(options.coreExperts, model.expertCount) : nil)
             r.secondsBase = tBase
             r.secondsC3PO = tBase + (needsNeighbours ? embedShare + searchShare : 0) + tMix
             try onResult(r, override)
@@ -493,6 +508,19 @@ public final class C3PORunner {
             guard let o = try NeighborAverage.override(neighbors: neighbours, layers: criticalLayers, experts: model.expertCount)
             else { return (base, nil, nil, nil) }
             return (try tail(o), o, nil, nil)
+        case .ngd:
+            let (a, b) = hyper()
+            let start: RoutingOverride
+            switch options.ngd.start {
+            case .own: start = .identity(pathway: sample, layers: criticalLayers)
+            case .kernel: start = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(alpha: a, bandwidth: b))
+            }
+            let core = Dictionary(uniqueKeysWithValues: criticalLayers.map { ($0, CoreExperts.select(sample[$0], count: min(options.coreExperts, model.expertCount))) })
+            guard let result = try NeighbourhoodGradient.optimise(model: model, start: start, core: core,
+                                                                  neighbours: try neighbourStates(hits, bandwidth: b), parameters: options.ngd)
+            else { return (try tail(start), start, options.ngd.start == .kernel ? a : nil, b) }
+            lastNGDLoss = [result.startLoss, result.loss]
+            return (try tail(result.override), result.override, options.ngd.start == .kernel ? a : nil, b)
         case .kernel:
             var (a, b) = hyper()
             if options.alpha == .search {
@@ -524,31 +552,45 @@ public final class C3PORunner {
     private func searchAlpha(sample: [[Float]], neighbours: [PathwayNeighbor], hits: [Neighbor], bandwidth: Float,
                              parameters: (Float, Float) -> MixingParameters) throws -> Float {
         let fromLayer = criticalLayers.min() ?? 0
-        var states: [(PrefillState, [Int], Int, Float)] = []  // state, label ids, gold index, kernel weight
-        for h in hits {
-            let ref = pool.references[h.row]
-            // A record with no prompt or label set cannot be scored: it is left out of the loss.
-            guard let prompt = ref.prompt, let labels = ref.labels else { continue }
-            let gold = ref.gold
-            guard let g = labels.firstIndex(of: gold), let ids = try? model.labelTokenIDs(labels) else { continue }
-            let tokens = try model.encode(prompt)
-            guard !tokens.isEmpty, tokens.count <= model.maxContext else { continue }
-            states.append((try model.prefill(tokens, override: nil), ids, g, options.kernel.weight(similarity: h.similarity, bandwidth: bandwidth)))
-        }
-        let total = states.reduce(Float(0)) { $0 + $1.3 }
+        let states = try neighbourStates(hits, bandwidth: bandwidth)
+        let total = states.reduce(Float(0)) { $0 + $1.weight }
         guard !states.isEmpty, total > 0 else { return 1 }
         var best: (loss: Float, alpha: Float)?
         for a in options.alphaGrid.sorted(by: >) {
             let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(a, bandwidth))
             var loss: Float = 0
-            for (s, ids, g, w) in states where w > 0 {
-                loss += w * MCScoring.crossEntropy(try model.reevaluateTail(s, fromLayer: fromLayer, override: o, rows: ids), gold: g)
+            for n in states where n.weight > 0 {
+                loss += n.weight * MCScoring.crossEntropy(try model.reevaluateTail(n.state, fromLayer: fromLayer, override: o, rows: n.labelIDs), gold: n.gold)
             }
             loss /= total
             if best == nil || loss < best!.loss { best = (loss, a) }
         }
         return best?.alpha ?? 1
     }
+
+    /// The neighbours' prefill states (from the cache, else one prefill each, kept from the lowest
+    /// critical layer up), label rows, gold labels and kernel weights. A record with no prompt or
+    /// label set, or one the model cannot run, cannot be scored: it is left out.
+    private func neighbourStates(_ hits: [Neighbor], bandwidth: Float) throws -> [NGDNeighbor] {
+        let fromLayer = criticalLayers.min() ?? 0
+        var out: [NGDNeighbor] = []
+        for h in hits {
+            let ref = pool.references[h.row]
+            guard let prompt = ref.prompt, let labels = ref.labels else { continue }
+            guard let g = labels.firstIndex(of: ref.gold), let ids = try? model.labelTokenIDs(labels) else { continue }
+            let state = try states.state(h.row) {
+                let tokens = try model.encode(prompt)
+                guard !tokens.isEmpty, tokens.count <= model.maxContext else { return nil }
+                return try model.prefill(tokens, override: nil).keepingTail(from: fromLayer)
+            }
+            guard let state else { continue }
+            out.append(NGDNeighbor(state: state, labelIDs: ids, gold: g, weight: options.kernel.weight(similarity: h.similarity, bandwidth: bandwidth)))
+        }
+        return out
+    }
+
+    /// The neighbours' loss at the start and at the result of the last NGD question.
+    private var lastNGDLoss: [Float]?
 
     /// Upper bound with the gold answer known (analysis only): tries routings of the
     /// critical layers, by tail re-evaluation, until one makes gold the argmax:

@@ -14,6 +14,9 @@ enum QKNorm: Sendable {
     case perHead
 }
 
+/// Where `MoEDecoderModel.projectQKV` lets an observer see q, k and v.
+enum QKVStage { case projected, normed }
+
 /// The architecture-wide facts the engine needs (decoded and validated by a family file).
 struct DecoderSpec: Sendable {
     var family: String
@@ -85,6 +88,27 @@ public final class DecoderPrefillState: PrefillState {
          lastInputs: [[Float]], modelID: ObjectIdentifier) {
         self.tokens = tokens; self.logits = logits; self.routerProbs = routerProbs
         self.keys = keys; self.values = values; self.lastInputs = lastInputs; self.modelID = modelID
+    }
+
+    public var byteCount: Int {
+        func floats(_ a: [[Float]]) -> Int { a.reduce(0) { $0 + $1.count } }
+        return 4 * (logits.count + floats(routerProbs) + floats(keys) + floats(values) + floats(lastInputs)) + 8 * tokens.count
+    }
+
+    /// Throws unless the state still holds layer `layer` and above (see `keepingTail`).
+    func checkTail(from layer: Int, _ what: String) throws {
+        guard lastInputs.indices.contains(layer), !lastInputs[layer].isEmpty else {
+            throw ModelError.input("\(what): the state keeps only the tail above layer \(layer); it cannot start there")
+        }
+    }
+
+    /// Keys and values of the layers below `layer`, and the residuals entering them, dropped.
+    public func keepingTail(from layer: Int) -> PrefillState {
+        let drop = max(0, min(layer, keys.count))
+        let empty = [[Float]](repeating: [], count: drop)
+        return DecoderPrefillState(tokens: tokens, logits: logits, routerProbs: routerProbs,
+                                   keys: empty + keys[drop...], values: empty + values[drop...],
+                                   lastInputs: empty + lastInputs[drop...], modelID: modelID)
     }
 }
 
@@ -212,22 +236,25 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
         }
     }
 
-    private func rmsNorm(_ x: [Float], into out: inout [Float], rows: Int, weight: [Float]) {
+    func rmsNorm(_ x: [Float], into out: inout [Float], rows: Int, weight: [Float]) {
         x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
             Kernels.rmsNorm(xp.baseAddress!, into: op.baseAddress!, rows: rows, cols: spec.hidden, weight: weight, eps: spec.eps)
         } }
     }
 
-    private func linear(_ x: [Float], rows: Int, weight: WeightMatrix, into out: inout [Float], pool: ScratchPool) {
+    func linear(_ x: [Float], rows: Int, weight: WeightMatrix, into out: inout [Float], pool: ScratchPool) {
         x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
             Kernels.linear(xp.baseAddress!, rows: rows, weight: weight, into: op.baseAddress!, pool: pool)
         } }
     }
 
     /// q/k/v projections of normalised rows, their biases, the family's q/k norm, clip_qkv, then
-    /// RoPE at positions firstPosition ..< firstPosition + rows.
-    private func projectQKV(_ a: AttentionWeights, _ xn: [Float], rows t: Int, firstPosition: Int,
-                            q: inout [Float], k: inout [Float], v: inout [Float], pool: ScratchPool) {
+    /// RoPE at positions firstPosition ..< firstPosition + rows. `observe` (the tail's backward
+    /// keeps them) sees q, k, v after the projections and biases (`.projected`) and after the q/k
+    /// norm, before clipping (`.normed`).
+    func projectQKV(_ a: AttentionWeights, _ xn: [Float], rows t: Int, firstPosition: Int,
+                    q: inout [Float], k: inout [Float], v: inout [Float], pool: ScratchPool,
+                    observe: ((QKVStage, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) -> Void)? = nil) {
         let s = spec
         xn.withUnsafeBufferPointer { xp in
             q.withUnsafeMutableBufferPointer { qp in k.withUnsafeMutableBufferPointer { kp in v.withUnsafeMutableBufferPointer { vp in
@@ -240,6 +267,7 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
                     for r in 0..<t { for i in 0..<width { p[r * width + i] += bias[i] } }
                 }
                 addBias(a.qBias, qb, s.qDim); addBias(a.kBias, kb, s.kvDim); addBias(a.vBias, vb, s.kvDim)
+                observe?(.projected, qb, kb, vb)
                 switch s.qkNorm {
                 case .none: break
                 case .fullWidth:
@@ -249,6 +277,7 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
                     Kernels.rmsNorm(qb, rows: t * s.heads, cols: s.headDim, weight: a.qNorm!, eps: s.eps)
                     Kernels.rmsNorm(kb, rows: t * s.kvHeads, cols: s.headDim, weight: a.kNorm!, eps: s.eps)
                 }
+                observe?(.normed, qb, kb, vb)
                 if let clip = s.clipQKV {
                     Kernels.clamp(qb, count: t * s.qDim, limit: clip)
                     Kernels.clamp(kb, count: t * s.kvDim, limit: clip)
@@ -385,6 +414,7 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
             throw ModelError.override("layer \(below) lies below fromLayer \(fromLayer): its cached state cannot change")
         }
         if let bad = rows?.first(where: { $0 < 0 || $0 >= vocabularySize }) { throw ModelError.input("reevaluateTail: row \(bad) outside the vocabulary") }
+        try st.checkTail(from: fromLayer, "reevaluateTail")
         let t = st.tokens.count
         return withWorkers { pool in
             var x = st.lastInputs[fromLayer] // [hidden] residual stream of the last position
@@ -403,6 +433,7 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
             throw ModelError.input("decode: the state does not come from this model")
         }
         guard token >= 0 && token < vocabularySize else { throw ModelError.input("decode: token id \(token) outside the vocabulary of \(vocabularySize)") }
+        try st.checkTail(from: 0, "decode")
         let t = st.tokens.count // the new token's position
         guard t + 1 <= maxContext else { throw ModelError.input("decode: \(t + 1) tokens exceed max_position_embeddings \(maxContext)") }
         try check(override)

@@ -34,6 +34,15 @@ struct WeightMatrix: @unchecked Sendable {
         MatMul.linear(x, ldx: ldx, weight: pointer(row: lo), dtype: dtype, ldw: cols, into: out, ldy: ldo, m: m, n: hi - lo, k: cols)
     }
 
+    /// dx[i·ldx + c] (+)= Σ_j dy[i·ldy + j] · W[j, c] for tokens i < m, all columns c, rows
+    /// lo ≤ j < hi (dy indexed from row lo): the backward of `product`, on the calling thread.
+    @inline(__always)
+    func transposedProduct(_ dy: UnsafePointer<Float>, ldy: Int, tokens m: Int, rows lo: Int, _ hi: Int,
+                           into dx: UnsafeMutablePointer<Float>, ldx: Int, accumulate: Bool) {
+        MatMul.linearTransposed(dy, lddy: ldy, weight: pointer(row: lo), dtype: dtype, ldw: cols, into: dx, lddx: ldx,
+                                m: m, n: hi - lo, k: cols, accumulate: accumulate)
+    }
+
     func row(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
         tensor.copyFloats(from: offset + r * cols, count: cols, into: dst)
     }
@@ -45,6 +54,28 @@ enum Kernels {
                        into y: UnsafeMutablePointer<Float>, pool: ScratchPool) {
         MatMul.linear(x, rows: t, inFeatures: w.cols, weight: w.pointer(row: 0), dtype: w.dtype, outFeatures: w.rows,
                       into: y, threads: pool.workers)
+    }
+
+    /// dx[T, in] (+)= dy[T, out] · W, W [out, in]: the input gradient of `linear`, over the pool's
+    /// workers (columns split).
+    static func linearBackward(_ dy: UnsafePointer<Float>, rows t: Int, weight w: WeightMatrix,
+                               into dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: ScratchPool) {
+        MatMul.linearTransposed(dy, rows: t, outFeatures: w.rows, weight: w.pointer(row: 0), dtype: w.dtype, inFeatures: w.cols,
+                                into: dx, accumulate: accumulate, threads: pool.workers)
+    }
+
+    /// The input gradient of `rmsNorm` for one row: y = w ⊙ x · r, r = 1/√(mean(x²) + eps), so
+    /// dx = r (w ⊙ dy) − r³ x Σ(w ⊙ dy ⊙ x) / n. `x` is the norm's input. Adds into `dx` when `accumulate`.
+    static func rmsNormBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, cols n: Int, weight: [Float], eps: Float,
+                                into dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        var ss: Float = 0, dot: Float = 0
+        for i in 0..<n { ss += x[i] * x[i]; dot += weight[i] * dy[i] * x[i] }
+        let r = 1 / (ss / Float(n) + eps).squareRoot()
+        let c = r * r * r * dot / Float(n)
+        for i in 0..<n {
+            let g = r * weight[i] * dy[i] - c * x[i]
+            dx[i] = accumulate ? dx[i] + g : g
+        }
     }
 
     /// In place: each row of x [t, n] ← x / sqrt(mean(x²) + eps) · weight (OlmoeRMSNorm, f32).
@@ -85,6 +116,23 @@ struct RoPE {
         self.headDim = headDim
         // torch: 1.0 / (base ** (arange(0, dim, 2).float() / dim)) in float32.
         invFreq = (0..<(headDim / 2)).map { i in Float(1.0 / pow(theta, Double(Float(2 * i) / Float(headDim)))) }
+    }
+
+    /// The transpose of `apply` for one row at `position` (rotation by the negative angle): the
+    /// backward of RoPE.
+    func applyTransposed(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let half = headDim / 2
+        let p = Float(position)
+        for i in 0..<half {
+            let f = p * invFreq[i]
+            let c = cosf(f), s = sinf(f)
+            for h in 0..<heads {
+                let v = x + h * headDim
+                let a = v[i], b = v[i + half]
+                v[i] = a * c + b * s
+                v[i + half] = b * c - a * s
+            }
+        }
     }
 
     /// Rotates every head of rows `x` [t, heads × headDim], row r at position `positions[r]`.

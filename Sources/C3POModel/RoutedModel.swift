@@ -29,6 +29,16 @@ public protocol PrefillState: AnyObject {
     /// The router's softmax distribution at the last position, per layer, as computed
     /// in this pass (before any override of that layer). [layers][experts]
     var routerProbs: [[Float]] { get }
+    /// Bytes the state holds (for caches' budgets).
+    var byteCount: Int { get }
+    /// The same state with only what tail work from `layer` up needs (tail re-evaluation, the
+    /// tail gradient, from `layer` or above): the smaller thing to keep in a cache.
+    func keepingTail(from layer: Int) -> PrefillState
+}
+
+extension PrefillState {
+    public var byteCount: Int { 4 * (logits.count + routerProbs.reduce(0) { $0 + $1.count }) + 8 * tokens.count }
+    public func keepingTail(from layer: Int) -> PrefillState { self }
 }
 
 /// A Mixture-of-Experts causal LM whose last-position routing can be read and rewritten.
@@ -63,6 +73,12 @@ public protocol RoutedMoEModel: AnyObject {
     /// no layer below `fromLayer`. Returns the logits of `rows` (all if nil).
     func reevaluateTail(_ state: PrefillState, fromLayer: Int, override: RoutingOverride?, rows: [Int]?) throws -> [Float]
 
+    /// The cross-entropy of `rows[target]` among the logits of `rows` at the last position with
+    /// `override` applied, and its exact gradient with respect to the override's weights, by one
+    /// forward and one backward pass of the last position from `override.firstLayer` up (the
+    /// earlier positions' keys and values, and the residual below that layer, from `state`).
+    func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient
+
     /// One step of decoding with a KV cache: `token` appended after `state`'s tokens, every
     /// layer run at the new position only (the earlier positions' keys and values from the
     /// cache), `override` applied at that position. The returned state's logits and routing
@@ -84,6 +100,9 @@ extension RoutedMoEModel {
         throw ModelError.input("this model has no decoding step")
     }
     public var endTokenIDs: Set<Int> { [] }
+    public func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient {
+        throw ModelError.input("this model has no tail gradient")
+    }
     public func text(of ids: [Int]) -> String { ids.compactMap(tokenText).joined() }
 
     /// Greedy generation as transformers' `generate` does it with a KV cache: the prompt's

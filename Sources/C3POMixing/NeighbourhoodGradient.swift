@@ -1,0 +1,164 @@
+import C3POCore
+import C3POModel
+import Foundation
+
+/// Where `--method ngd` starts ω.
+public enum NGDStart: String, CaseIterable, Sendable, Codable {
+    /// The test sample's own routing (the router's distribution of the critical layers).
+    case own
+    /// The kernel-regression estimate (`--method kernel`'s pathway), refined by the steps.
+    case kernel
+}
+
+/// The knobs of neighbourhood gradient descent.
+public struct NGDParameters: Sendable, Equatable {
+    public var steps: Int = 10
+    /// Step size on the softmax logits θ of the core experts.
+    public var learningRate: Float = 1
+    public var start: NGDStart = .own
+
+    public init(steps: Int = 10, learningRate: Float = 1, start: NGDStart = .own) {
+        self.steps = steps; self.learningRate = learningRate; self.start = start
+    }
+
+    public func validate() throws {
+        guard steps >= 0 else { throw MixingError.invalidParameter("--ngd-steps must not be negative (got \(steps))") }
+        guard learningRate.isFinite, learningRate > 0 else { throw MixingError.invalidParameter("--ngd-lr must be positive (got \(learningRate))") }
+    }
+}
+
+/// One neighbour in the NGD objective: its cached prefill, its label rows, its gold label, and
+/// its kernel weight K(x_i, x).
+public struct NGDNeighbor {
+    public var state: PrefillState
+    public var labelIDs: [Int]
+    public var gold: Int
+    public var weight: Float
+
+    public init(state: PrefillState, labelIDs: [Int], gold: Int, weight: Float) {
+        self.state = state; self.labelIDs = labelIDs; self.gold = gold; self.weight = weight
+    }
+}
+
+/// Neighbourhood gradient descent (paper §3.3): minimise the neighbours' kernel-weighted loss
+/// L(ω) = Σ K(x_i, x) ℓ(f(x_i, ω), y_i) / Σ K(x_i, x) over the test sample's pathway ω of the
+/// critical layers, applied at each neighbour's last position.
+///
+/// Parametrisation: per critical layer, only the core experts C (the `coreExperts` the router
+/// ranks highest for the test sample) move, as ω_C = m · softmax(θ) with m the start's mass on C
+/// (so the layer still sums to the start's total and the other experts keep their weights);
+/// θ starts at log ω_C. Each step is θ ← θ − η ∂L/∂θ, where
+/// ∂L/∂θ_j = m σ_j (G_j − Σ_{e∈C} σ_e G_e) and G = ∂L/∂ω from the engine's tail backward
+/// (`tailGradient`), exact through the model's own top-k and `norm_topk_prob`: an expert outside
+/// a neighbour's top-k receives gradient only through the normalisations (none when the family
+/// renormalises the k chosen weights), so the chosen set changes when a chosen expert's weight
+/// falls below an unchosen one. The result is the iterate with the lowest L seen (the start
+/// included), so NGD never ends worse on its own objective than where it began.
+public enum NeighbourhoodGradient {
+    public struct Result {
+        public var override: RoutingOverride
+        /// L at the start and at the returned iterate.
+        public var startLoss: Float
+        public var loss: Float
+        /// Steps taken (gradient evaluations of every neighbour).
+        public var steps: Int
+    }
+
+    /// The neighbours' kernel-weighted mean loss at `o`, and its gradient.
+    static func objective(model: RoutedMoEModel, _ o: RoutingOverride, _ neighbours: [NGDNeighbor]) throws -> (Float, [Int: [Float]]) {
+        let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
+        var loss: Float = 0
+        var grad: [Int: [Float]] = [:]
+        for n in neighbours where n.weight > 0 {
+            let g = try model.tailGradient(n.state, override: o, rows: n.labelIDs, target: n.gold)
+            let w = n.weight / total
+            loss += w * g.loss
+            for (l, v) in g.omega {
+                var acc = grad[l] ?? [Float](repeating: 0, count: v.count)
+                for e in v.indices { acc[e] += w * v[e] }
+                grad[l] = acc
+            }
+        }
+        return (loss, grad)
+    }
+
+    /// Runs the steps from `start` (the critical layers' weights over all experts). `core` per
+    /// layer: the experts that move. Nil when no neighbour carries kernel weight.
+    public static func optimise(model: RoutedMoEModel, start: RoutingOverride, core: [Int: [Int]],
+                                neighbours: [NGDNeighbor], parameters p: NGDParameters) throws -> Result? {
+        try p.validate()
+        let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
+        guard total > 0, total.isFinite else { return nil }
+        // θ per layer over its core experts, and the core mass m.
+        var theta: [Int: [Float]] = [:], mass: [Int: Float] = [:]
+        for (l, w) in start.layers {
+            let c = core[l] ?? []
+            mass[l] = c.reduce(Float(0)) { $0 + w[$1] }
+            theta[l] = c.map { Float(log(Double(max(w[$0], 1e-30)))) }
+        }
+        func pathway(_ theta: [Int: [Float]]) -> RoutingOverride {
+            var o = start
+            for (l, t) in theta {
+                guard let m = mass[l], m > 0, let c = core[l], !c.isEmpty else { continue }
+                var s = t
+                s.withUnsafeMutableBufferPointer { MatMul.softmax($0.baseAddress!, count: $0.count) }
+                var w = o.layers[l]!
+                for (i, e) in c.enumerated() { w[e] = m * s[i] }
+                o.layers[l] = w
+            }
+            return o
+        }
+        var current = start
+        var (loss, grad) = try objective(model: model, current, neighbours)
+        var best = (override: current, loss: loss)
+        let startLoss = loss
+        var taken = 0
+        for _ in 0..<p.steps {
+            for (l, t) in theta {
+                guard let m = mass[l], m > 0, let c = core[l], let g = grad[l] else { continue }
+                var s = t
+                s.withUnsafeMutableBufferPointer { MatMul.softmax($0.baseAddress!, count: $0.count) }
+                let mean = zip(c, s).reduce(Float(0)) { $0 + $1.1 * g[$1.0] }
+                theta[l] = t.indices.map { i in t[i] - p.learningRate * m * s[i] * (g[c[i]] - mean) }
+            }
+            current = pathway(theta)
+            (loss, grad) = try objective(model: model, current, neighbours)
+            taken += 1
+            if loss < best.loss { best = (current, loss) }
+        }
+        return Result(override: best.override, startLoss: startLoss, loss: best.loss, steps: taken)
+    }
+}
+
+/// Neighbours' prefill states kept across test questions (neighbours recur), evicting the least
+/// recently used past a byte budget. Only what tail work needs is kept (`PrefillState.keepingTail`).
+public final class PrefillCache {
+    public let budgetBytes: Int
+    public private(set) var bytes = 0
+    public private(set) var hits = 0
+    public private(set) var misses = 0
+    private var entries: [Int: (state: PrefillState, bytes: Int, used: Int)] = [:]
+    private var clock = 0
+
+    public init(budgetBytes: Int) { self.budgetBytes = budgetBytes }
+
+    /// The state of `key`, made by `make` on a miss.
+    public func state(_ key: Int, make: () throws -> PrefillState?) rethrows -> PrefillState? {
+        clock += 1
+        if let e = entries[key] {
+            hits += 1
+            entries[key]?.used = clock
+            return e.state
+        }
+        misses += 1
+        guard let s = try make() else { return nil }
+        let size = s.byteCount
+        entries[key] = (s, size, clock)
+        bytes += size
+        while bytes > budgetBytes, entries.count > 1, let victim = entries.filter({ $0.key != key }).min(by: { $0.value.used < $1.value.used }) {
+            bytes -= victim.value.bytes
+            entries[victim.key] = nil
+        }
+        return s
+    }
+}

@@ -1,0 +1,85 @@
+// The backward of c3po_linear: dx = dy · W with the weight stored [n, k] row-major in its own
+// dtype, read in place. A linear layer y = x · Wᵀ reads W along its rows (dot products); its
+// input gradient reads the same rows as scaled additions: for each weight row j,
+// dx[i, 0..k) += dy[i, j] · W[j, 0..k). Four weight rows are widened per step so that each
+// dx vector is loaded and stored once per four rows; dx (m × k floats) stays in cache.
+#include "internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static void linear_t_scalar(const float *dy, long lddy, const void *w, int dtype, long ldw,
+                            float *dx, long lddx, long m, long n, long k) {
+    for (long j = 0; j < n; j++) {
+        for (long i = 0; i < m; i++) {
+            float a = dy[i * lddy + j];
+            if (a == 0) continue;
+            float *d = dx + i * lddx;
+            for (long c = 0; c < k; c++) d[c] += a * c3po_weight(w, dtype, j * ldw + c);
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+// 16 weights of row `r` from element c (masked: only the lanes in mk), widened to f32.
+static inline T512 __m512 load_w(const void *w, int dtype, long r, long c, __mmask16 mk) {
+    switch (dtype) {
+    case C3PO_DTYPE_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)w + r + c)), 16));
+    case C3PO_DTYPE_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)w + r + c));
+    default:
+        return _mm512_maskz_loadu_ps(mk, (const float *)w + r + c);
+    }
+}
+
+static T512 void linear_t_avx512(const float *dy, long lddy, const void *w, int dtype, long ldw,
+                                 float *dx, long lddx, long m, long n, long k) {
+    long j = 0;
+    for (; j + 4 <= n; j += 4) {
+        for (long c = 0; c < k; c += 16) {
+            __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
+            __m512 w0 = load_w(w, dtype, j * ldw, c, mk), w1 = load_w(w, dtype, (j + 1) * ldw, c, mk);
+            __m512 w2 = load_w(w, dtype, (j + 2) * ldw, c, mk), w3 = load_w(w, dtype, (j + 3) * ldw, c, mk);
+            for (long i = 0; i < m; i++) {
+                const float *a = dy + i * lddy + j;
+                float *d = dx + i * lddx + c;
+                __m512 acc = _mm512_maskz_loadu_ps(mk, d);
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), w0, acc);
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[1]), w1, acc);
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[2]), w2, acc);
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[3]), w3, acc);
+                _mm512_mask_storeu_ps(d, mk, acc);
+            }
+        }
+    }
+    for (; j < n; j++) {
+        for (long c = 0; c < k; c += 16) {
+            __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
+            __m512 w0 = load_w(w, dtype, j * ldw, c, mk);
+            for (long i = 0; i < m; i++) {
+                float *d = dx + i * lddx + c;
+                _mm512_mask_storeu_ps(d, mk, _mm512_fmadd_ps(_mm512_set1_ps(dy[i * lddy + j]), w0, _mm512_maskz_loadu_ps(mk, d)));
+            }
+        }
+    }
+}
+#endif
+
+void c3po_linear_t(int path, const float *dy, long lddy, const void *w, int dtype, long ldw,
+                   float *dx, long lddx, long m, long n, long k, int accumulate) {
+    if (m <= 0 || k <= 0) return;
+    if (!accumulate) for (long i = 0; i < m; i++) memset(dx + i * lddx, 0, sizeof(float) * (size_t)k);
+    if (n <= 0) return;
+#if defined(__x86_64__)
+    if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) {
+        linear_t_avx512(dy, lddy, w, dtype, ldw, dx, lddx, m, n, k);
+        return;
+    }
+#endif
+    (void)path;
+    linear_t_scalar(dy, lddy, w, dtype, ldw, dx, lddx, m, n, k);
+}

@@ -1,0 +1,139 @@
+import C3POCore
+import C3POModel
+import Foundation
+import XCTest
+
+/// The tail backward (`tailGradient`) against torch autograd: `gradient.json` in every MoE
+/// fixture folder, written by Scripts/make-gradient-fixtures (float64 autograd through the whole
+/// model, the override's weights a leaf tensor; its float32 run agrees with the float64 one
+/// within 1e-4, so that bound is reachable in float32). Each case: a prompt, a set of overridden
+/// layers (the last two routed layers, all of them, or the first and last so that the tail
+/// crosses live routers and dense layers), ω, four label rows and a target.
+/// Every bf16 checkpoint is also run rewritten in f32 (bf16 → f32 is exact, so the golden is
+/// the same), which takes the f32 weight path of the kernels.
+final class TailGradientTests: XCTestCase {
+    struct Golden: Decodable {
+        struct Case: Decodable {
+            var name: String
+            var ids: [Int]
+            var critical_layers: [Int]
+            var omega: [String: [Float]]
+            var label_ids: [Int]
+            var target: Int
+            var label_logits: [Float]
+            var loss: Float
+            var grad_omega: [String: [Float]]
+        }
+        var checkpoint_dtype: String
+        var family: String
+        var cases: [Case]
+    }
+
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+    /// ‖ours − torch‖ / ‖torch‖ over all overridden layers of a case.
+    static let relativeTolerance: Float = 1e-4
+
+    static func norm(_ v: [Float]) -> Float { v.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+
+    func check(_ folder: String, family: String, asF32: Bool = false) throws {
+        var dir = Self.fixtures.appendingPathComponent(folder)
+        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: dir.appendingPathComponent("gradient.json")))
+        XCTAssertEqual(golden.family, family)
+        XCTAssertGreaterThanOrEqual(golden.cases.count, 3, "\(folder): too few cases")
+        if asF32 {
+            XCTAssertEqual(golden.checkpoint_dtype, "bf16")
+            dir = try Self.f32Copy(of: dir)
+        }
+        defer { if asF32 { try? FileManager.default.removeItem(at: dir) } }
+        let model = try ModelLoader.load(directory: dir)
+        var worst: Float = 0, worstLogit: Float = 0
+        for c in golden.cases {
+            let state = try model.prefill(c.ids, override: nil)
+            let o = RoutingOverride(layers: Dictionary(uniqueKeysWithValues: c.omega.map { (Int($0.key)!, $0.value) }))
+            XCTAssertEqual(o.layers.keys.sorted(), c.critical_layers, "\(folder) \(c.name)")
+            let g = try model.tailGradient(state, override: o, rows: c.label_ids, target: c.target)
+            // The tape's forward is the model's: the same logits as tail re-evaluation and as torch.
+            let tail = try model.reevaluateTail(state, fromLayer: c.critical_layers.min()!, override: o, rows: c.label_ids)
+            for (a, b) in zip(g.logits, tail) { XCTAssertEqual(a, b, accuracy: 1e-4, "\(folder) \(c.name): tape vs tail logits") }
+            for (a, b) in zip(g.logits, c.label_logits) { worstLogit = max(worstLogit, abs(a - b)) }
+            XCTAssertEqual(g.loss, c.loss, accuracy: 1e-4 * max(1, abs(c.loss)), "\(folder) \(c.name): loss")
+            XCTAssertEqual(g.omega.keys.sorted(), c.critical_layers, "\(folder) \(c.name): one gradient per overridden layer")
+            var ours: [Float] = [], theirs: [Float] = []
+            for l in c.critical_layers {
+                let want = try XCTUnwrap(c.grad_omega[String(l)]), got = try XCTUnwrap(g.omega[l])
+                XCTAssertEqual(got.count, model.expertCount)
+                ours += got; theirs += want
+            }
+            let rel = Self.norm(zip(ours, theirs).map { $0 - $1 }) / max(Self.norm(theirs), 1e-12)
+            XCTAssertGreaterThan(Self.norm(theirs), 0, "\(folder) \(c.name): a zero golden gradient checks nothing")
+            XCTAssertLessThanOrEqual(rel, Self.relativeTolerance, "\(folder) \(c.name): ∂loss/∂ω relative error")
+            worst = max(worst, rel)
+        }
+        print("\(folder)\(asF32 ? " (as f32)" : ""): \(golden.cases.count) cases, worst relative error of ∂loss/∂ω \(worst), worst |Δ| label logit \(worstLogit)")
+        XCTAssertLessThanOrEqual(worstLogit, 1e-3, "\(folder): label logits against torch")
+    }
+
+    /// A copy of a checkpoint folder with every safetensors file rewritten in F32.
+    static func f32Copy(of dir: URL) throws -> URL {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-f32-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: dir, to: out)
+        for name in try FileManager.default.contentsOfDirectory(atPath: out.path) where name.hasSuffix(".safetensors") {
+            let url = out.appendingPathComponent(name)
+            var header: [String: Any] = [:]
+            var blob = Data()
+            do {
+                let file = try SafetensorsFile(url: url)
+                for key in file.tensors.keys.sorted() {
+                    let t = file.tensors[key]!
+                    let begin = blob.count
+                    t.floats().withUnsafeBytes { blob.append(contentsOf: $0) }
+                    header[key] = ["dtype": "F32", "shape": t.shape, "data_offsets": [begin, blob.count]]
+                }
+            }
+            var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+            while json.count % 8 != 0 { json.append(0x20) }
+            var data = Data()
+            var len = UInt64(json.count).littleEndian
+            withUnsafeBytes(of: &len) { data.append(contentsOf: $0) }
+            data.append(json); data.append(blob)
+            try data.write(to: url)
+        }
+        return out
+    }
+
+    func testOlmoeF32() throws { try check("moe/olmoe-f32", family: "olmoe") }
+    func testOlmoeBF16() throws { try check("moe/olmoe-bf16", family: "olmoe") }
+    func testOlmoeGQAClipF32() throws { try check("moe/gqa-f32", family: "olmoe") }
+    func testOlmoeGQAClipBF16() throws { try check("moe/gqa-bf16", family: "olmoe") }
+    func testQwen2Moe() throws { try check("families/qwen2_moe", family: "qwen2_moe") }
+    func testQwen2MoeAsF32() throws { try check("families/qwen2_moe", family: "qwen2_moe", asF32: true) }
+    func testQwen3Moe() throws { try check("families/qwen3_moe", family: "qwen3_moe") }
+    func testQwen3MoeAsF32() throws { try check("families/qwen3_moe", family: "qwen3_moe", asF32: true) }
+    func testMixtral() throws { try check("families/mixtral", family: "mixtral") }
+    func testMixtralAsF32() throws { try check("families/mixtral", family: "mixtral", asF32: true) }
+    func testDeepseek() throws { try check("families/deepseek", family: "deepseek") }
+    func testDeepseekAsF32() throws { try check("families/deepseek", family: "deepseek", asF32: true) }
+
+    /// The transposed product against a plain sum, for every dtype and a ragged shape.
+    func testTransposedProductMatchesPlainSum() throws {
+        let (m, n, k) = (3, 7, 37)
+        var rng = SplitMix64(seed: 5)
+        let dy = (0..<(m * n)).map { _ in Float(rng.uniform() * 2 - 1) }
+        let w = (0..<(n * k)).map { _ in Float(rng.uniform() * 2 - 1) }
+        for dtype in [WeightDType.f32, .bf16, .f16] {
+            let stored: [UInt16] = dtype == .bf16 ? w.map(HalfPrecision.floatToBF16) : w.map { Float16($0).bitPattern }
+            let values: [Float] = dtype == .f32 ? w : dtype == .bf16 ? stored.map(HalfPrecision.bf16ToFloat) : stored.map { Float(Float16(bitPattern: $0)) }
+            var want = [Float](repeating: 0, count: m * k)
+            for i in 0..<m { for j in 0..<n { for c in 0..<k { want[i * k + c] += dy[i * n + j] * values[j * k + c] } } }
+            for path in KernelPath.allCases where path.isSupported {
+                var got = [Float](repeating: 1, count: m * k)
+                let run = { (wp: UnsafeRawPointer) in
+                    MatMul.linearTransposed(dy, lddy: n, weight: wp, dtype: dtype, ldw: k, into: &got, lddx: k, m: m, n: n, k: k, path: path)
+                }
+                if dtype == .f32 { w.withUnsafeBytes { run($0.baseAddress!) } } else { stored.withUnsafeBytes { run($0.baseAddress!) } }
+                for (a, b) in zip(got, want) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(dtype) \(path)") }
+            }
+        }
+    }
+}
