@@ -14,10 +14,10 @@ public enum NGDStart: String, CaseIterable, Sendable, Codable {
 public struct NGDParameters: Sendable, Equatable {
     public var steps: Int = 10
     /// Step size on the softmax logits θ of the core experts.
-    public var learningRate: Float = 1
-    public var start: NGDStart = .own
+    public var learningRate: Float = 10
+    public var start: NGDStart = .kernel
 
-    public init(steps: Int = 10, learningRate: Float = 1, start: NGDStart = .own) {
+    public init(steps: Int = 10, learningRate: Float = 10, start: NGDStart = .kernel) {
         self.steps = steps; self.learningRate = learningRate; self.start = start
     }
 
@@ -69,8 +69,9 @@ public enum NeighbourhoodGradient {
         let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
         var loss: Float = 0
         var grad: [Int: [Float]] = [:]
-        for n in neighbours where n.weight > 0 {
-            let g = try model.tailGradient(n.state, override: o, rows: n.labelIDs, target: n.gold)
+        let used = neighbours.filter { $0.weight > 0 }
+        let gradients = try model.tailGradients(used.map(\.state), override: o, rows: used.map(\.labelIDs), targets: used.map(\.gold))
+        for (n, g) in zip(used, gradients) {
             let w = n.weight / total
             loss += w * g.loss
             for (l, v) in g.omega {

@@ -249,10 +249,10 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
     }
 
     /// q/k/v projections of normalised rows, their biases, the family's q/k norm, clip_qkv, then
-    /// RoPE at positions firstPosition ..< firstPosition + rows. `observe` (the tail's backward
+    /// RoPE at positions firstPosition ..< firstPosition + rows (or at `positions`, one per row). `observe` (the tail's backward
     /// keeps them) sees q, k, v after the projections and biases (`.projected`) and after the q/k
     /// norm, before clipping (`.normed`).
-    func projectQKV(_ a: AttentionWeights, _ xn: [Float], rows t: Int, firstPosition: Int,
+    func projectQKV(_ a: AttentionWeights, _ xn: [Float], rows t: Int, firstPosition: Int, positions: [Int]? = nil,
                     q: inout [Float], k: inout [Float], v: inout [Float], pool: ScratchPool,
                     observe: ((QKVStage, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) -> Void)? = nil) {
         let s = spec
@@ -283,8 +283,15 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
                     Kernels.clamp(kb, count: t * s.kvDim, limit: clip)
                     Kernels.clamp(vb, count: t * s.kvDim, limit: clip)
                 }
-                rope.apply(qb, rows: t, heads: s.heads, firstPosition: firstPosition)
-                rope.apply(kb, rows: t, heads: s.kvHeads, firstPosition: firstPosition)
+                if let positions {
+                    for (r, p) in positions.enumerated() {
+                        rope.apply(qb + r * s.qDim, rows: 1, heads: s.heads, firstPosition: p)
+                        rope.apply(kb + r * s.kvDim, rows: 1, heads: s.kvHeads, firstPosition: p)
+                    }
+                } else {
+                    rope.apply(qb, rows: t, heads: s.heads, firstPosition: firstPosition)
+                    rope.apply(kb, rows: t, heads: s.kvHeads, firstPosition: firstPosition)
+                }
             } } }
         }
     }

@@ -1,7 +1,7 @@
 import C3POCore
 import Foundation
 
-// Exact gradients of one prompt's last-position loss with respect to the routing weights of the
+// Exact gradients of prompts' last-position losses with respect to the routing weights of the
 // overridden layers, at the cost of a tail re-evaluation (neighbourhood gradient descent).
 //
 // The override touches only the last position, and a causal model's earlier positions never see
@@ -9,6 +9,8 @@ import Foundation
 // lowest overridden layer, the loss is a function of one token's path through the remaining
 // layers, the final norm and the label rows of the LM head. The forward below keeps what the
 // backward needs (a tape per layer); the backward is derived by hand, operation by operation.
+// Several prompts (a test question's neighbours) run as the rows of one batch: every weight is
+// read once per batch, and in an overridden layer every row chooses the same experts.
 
 /// The cross-entropy of one prompt's label logits at the last position under an override, and
 /// its gradient with respect to the override's weights.
@@ -25,330 +27,399 @@ public struct TailGradient: Sendable {
 }
 
 extension MoEDecoderModel {
-    /// One SwiGLU expert at one position: its inputs to the activation and its output.
-    struct ExpertTape {
+    /// The rows of a batch that one SwiGLU expert (or MLP) ran on, and what it computed.
+    struct ExpertGroup {
         var expert: Int
-        /// The mixing weight the block gave this expert (1 for a dense MLP or an ungated shared expert).
-        var gate: Float
-        var preGate: [Float] // [inter] gate_proj(b)
-        var up: [Float]      // [inter] up_proj(b)
-        var out: [Float]     // [hidden] down_proj(silu(preGate) · up)
+        /// (batch row, slot in that row's top-k) per gathered row.
+        var entries: [(row: Int, slot: Int)]
+        /// The mixing weight of each gathered row (1 for a dense MLP or an ungated shared expert).
+        var gates: [Float]
+        var preGate: [Float] // [n, inter] gate_proj(b)
+        var up: [Float]      // [n, inter] up_proj(b)
+        var out: [Float]     // [n, hidden] down_proj(silu(preGate) · up)
     }
 
-    /// The feed-forward block of one layer at one position.
+    /// The feed-forward block of one layer at the batch's rows.
     struct FeedForwardTape {
-        var experts: [ExpertTape]
-        /// The distribution top-k was taken from: ω / Σω where overridden, else the router's softmax
-        /// (nil for a dense layer). [experts]
-        var distribution: [Float]?
+        var groups: [ExpertGroup]
+        /// Per row, the distribution top-k was taken from: ω / Σω where overridden, else the
+        /// router's softmax (empty for a dense layer). [rows][experts]
+        var distributions: [[Float]]
+        /// Per row, the chosen experts and their mixing weights.
+        var routing: [[(expert: Int, weight: Float)]]
         /// Σω of an overridden layer (nil: the router is live and its softmax is differentiated).
         var omegaSum: Float?
-        var shared: ExpertTape?
-        /// The shared expert's gate logit (Qwen2-MoE: y += sigmoid(z) · shared(b)).
-        var sharedGateLogit: Float?
+        /// The shared expert over every row, its gates σ(z) (Qwen2-MoE) or 1.
+        var shared: ExpertGroup?
+        var sharedGated = false
     }
 
-    /// What the backward needs of one decoder layer at the last position.
+    /// What the backward needs of one decoder layer at the last positions of the batch's rows.
     struct LayerTape {
-        var xIn: [Float]          // [hidden] residual entering the layer
-        var a: [Float]            // [hidden] input_layernorm(xIn)
-        var qProjected: [Float]   // [qDim] after q_proj and bias
-        var kProjected: [Float]   // [kvDim]
-        var qNormed: [Float]      // [qDim] after the q norm, before clipping
-        var kNormed: [Float]      // [kvDim]
-        var vProjected: [Float]   // [kvDim] after v_proj and bias, before clipping
-        var q: [Float]            // [qDim] the query attention used (clipped, rotated)
-        var keys: [Float]         // [p + 1, kvDim] every position's keys, the last one new
-        var values: [Float]       // [p + 1, kvDim]
-        var attention: [Float]    // [heads, p + 1] softmax weights of the one query
-        var x1: [Float]           // [hidden] xIn + o_proj(attention output)
-        var b: [Float]            // [hidden] post_attention_layernorm(x1)
+        var xIn: [Float]          // [m, hidden] residual entering the layer
+        var qProjected: [Float]   // [m, qDim] after q_proj and bias
+        var kProjected: [Float]   // [m, kvDim]
+        var qNormed: [Float]      // [m, qDim] after the q norm, before clipping
+        var kNormed: [Float]      // [m, kvDim]
+        var vProjected: [Float]   // [m, kvDim] after v_proj and bias, before clipping
+        var q: [Float]            // [m, qDim] the queries attention used (clipped, rotated)
+        var keys: [[Float]]       // per row [p + 1, kvDim], the last key new
+        var values: [[Float]]     // per row [p + 1, kvDim]
+        var attention: [[Float]]  // per row [heads, p + 1] softmax weights of its one query
+        var x1: [Float]           // [m, hidden] xIn + o_proj(attention output)
         var ffn: FeedForwardTape
     }
 
     public func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient {
-        guard let st = state as? DecoderPrefillState, st.modelID == ObjectIdentifier(self) else {
-            throw ModelError.input("tailGradient: the state does not come from this model's prefill")
-        }
+        try tailGradients([state], override: override, rows: [rows], targets: [target])[0]
+    }
+
+    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int]) throws -> [TailGradient] {
         try check(override)
         guard let fromLayer = override.firstLayer else { throw ModelError.override("tailGradient: the override names no layer") }
-        try st.checkTail(from: fromLayer, "tailGradient")
-        guard !rows.isEmpty, rows.allSatisfy({ $0 >= 0 && $0 < vocabularySize }) else {
-            throw ModelError.input("tailGradient: rows must be non-empty vocabulary ids")
+        guard rows.count == states.count, targets.count == states.count else {
+            throw ModelError.input("tailGradient: \(states.count) states, \(rows.count) row sets, \(targets.count) targets")
         }
-        guard rows.indices.contains(target) else { throw ModelError.input("tailGradient: target \(target) outside 0..<\(rows.count)") }
-        let p = st.tokens.count - 1, h = spec.hidden
+        var sts: [DecoderPrefillState] = []
+        for (i, state) in states.enumerated() {
+            guard let st = state as? DecoderPrefillState, st.modelID == ObjectIdentifier(self) else {
+                throw ModelError.input("tailGradient: the state does not come from this model's prefill")
+            }
+            try st.checkTail(from: fromLayer, "tailGradient")
+            guard !rows[i].isEmpty, rows[i].allSatisfy({ $0 >= 0 && $0 < vocabularySize }) else {
+                throw ModelError.input("tailGradient: rows must be non-empty vocabulary ids")
+            }
+            guard rows[i].indices.contains(targets[i]) else { throw ModelError.input("tailGradient: target \(targets[i]) outside 0..<\(rows[i].count)") }
+            sts.append(st)
+        }
+        let m = sts.count, h = spec.hidden
+        guard m > 0 else { return [] }
+        let positions = sts.map { $0.tokens.count - 1 }
         return withWorkers { pool in
             // Forward, keeping a tape per layer.
-            var x = st.lastInputs[fromLayer] // [hidden]
+            var x = sts.flatMap { $0.lastInputs[fromLayer] } // [m, hidden]
             var tapes: [LayerTape] = []
             for l in fromLayer..<layerCount {
-                let tape = forwardTape(l, x, position: p, cachedKeys: st.keys[l], cachedValues: st.values[l],
+                let tape = forwardTape(l, x, positions: positions, cachedKeys: sts.map { $0.keys[l] }, cachedValues: sts.map { $0.values[l] },
                                        weights: override.layers[l], pool: pool)
                 x = tape.x1
                 addOutput(tape.ffn, into: &x)
                 tapes.append(tape)
             }
-            // Final norm, label rows, cross-entropy.
-            var z = [Float](repeating: 0, count: h) // [hidden]
-            x.withUnsafeBufferPointer { xp in z.withUnsafeMutableBufferPointer {
-                Kernels.rmsNorm(xp.baseAddress!, into: $0.baseAddress!, rows: 1, cols: h, weight: finalNorm, eps: spec.eps)
-            } }
-            var logits = [Float](repeating: 0, count: rows.count) // [rows]
-            z.withUnsafeBufferPointer { zp in logits.withUnsafeMutableBufferPointer { lp in
-                for (i, r) in rows.enumerated() { lmHead.product(zp.baseAddress!, ldx: h, tokens: 1, rows: r, r + 1, into: lp.baseAddress! + i, ldo: 1) }
-            } }
-            let peak = Double(logits.max()!)
-            let sum = logits.reduce(0.0) { $0 + exp(Double($1) - peak) }
-            let loss = Float(log(sum) + peak - Double(logits[target]))
-            var dLogits = logits.map { Float(exp(Double($0) - peak) / sum) } // softmax − onehot [rows]
-            dLogits[target] -= 1
-
-            // Backward: ∂loss/∂z, then through the final norm into the residual stream.
-            var dz = [Float](repeating: 0, count: h)
-            dLogits.withUnsafeBufferPointer { gp in dz.withUnsafeMutableBufferPointer { dp in
-                for (i, r) in rows.enumerated() {
-                    lmHead.transposedProduct(gp.baseAddress! + i, ldy: 1, tokens: 1, rows: r, r + 1, into: dp.baseAddress!, ldx: h, accumulate: true)
+            // Final norm, label rows, cross-entropy; then ∂loss/∂x through the head and the norm.
+            var results: [TailGradient] = []
+            var dx = [Float](repeating: 0, count: m * h) // [m, hidden] ∂loss/∂(residual after the current layer)
+            x.withUnsafeBufferPointer { xp in dx.withUnsafeMutableBufferPointer { dp in
+                var z = [Float](repeating: 0, count: h), dz = z // [hidden]
+                for r in 0..<m {
+                    let xr = xp.baseAddress! + r * h
+                    z.withUnsafeMutableBufferPointer { Kernels.rmsNorm(xr, into: $0.baseAddress!, rows: 1, cols: h, weight: finalNorm, eps: spec.eps) }
+                    let labels = rows[r]
+                    var logits = [Float](repeating: 0, count: labels.count) // [labels]
+                    z.withUnsafeBufferPointer { zp in logits.withUnsafeMutableBufferPointer { lp in
+                        for (i, row) in labels.enumerated() { lmHead.product(zp.baseAddress!, ldx: h, tokens: 1, rows: row, row + 1, into: lp.baseAddress! + i, ldo: 1) }
+                    } }
+                    let peak = Double(logits.max()!)
+                    let sum = logits.reduce(0.0) { $0 + exp(Double($1) - peak) }
+                    var dLogits = logits.map { Float(exp(Double($0) - peak) / sum) } // softmax − onehot
+                    dLogits[targets[r]] -= 1
+                    for i in 0..<h { dz[i] = 0 }
+                    dLogits.withUnsafeBufferPointer { gp in dz.withUnsafeMutableBufferPointer { zp in
+                        for (i, row) in labels.enumerated() {
+                            lmHead.transposedProduct(gp.baseAddress! + i, ldy: 1, tokens: 1, rows: row, row + 1, into: zp.baseAddress!, ldx: h, accumulate: true)
+                        }
+                    } }
+                    dz.withUnsafeBufferPointer { Kernels.rmsNormBackward(xr, $0.baseAddress!, cols: h, weight: finalNorm, eps: spec.eps, into: dp.baseAddress! + r * h, accumulate: false) }
+                    results.append(TailGradient(loss: Float(log(sum) + peak - Double(logits[targets[r]])), logits: logits, omega: [:]))
                 }
             } }
-            var dx = [Float](repeating: 0, count: h) // ∂loss/∂x, x the residual after the current layer
-            x.withUnsafeBufferPointer { xp in dz.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer {
-                Kernels.rmsNormBackward(xp.baseAddress!, gp.baseAddress!, cols: h, weight: finalNorm, eps: spec.eps, into: $0.baseAddress!, accumulate: false)
-            } } }
-            var omega: [Int: [Float]] = [:]
             for (i, l) in (fromLayer..<layerCount).enumerated().reversed() {
-                let (dIn, dOmega) = backward(l, tapes[i], dx, position: p, pool: pool)
+                let (dIn, dOmega) = backward(l, tapes[i], dx, positions: positions, pool: pool)
                 dx = dIn
-                if let dOmega { omega[l] = dOmega }
+                if let dOmega { for r in 0..<m { results[r].omega[l] = dOmega[r] } }
             }
-            return TailGradient(loss: loss, logits: logits, omega: omega)
+            return results
         }
     }
 
     private func addOutput(_ f: FeedForwardTape, into x: inout [Float]) {
-        for e in f.experts { for i in x.indices { x[i] += e.gate * e.out[i] } }
-        if let s = f.shared { for i in x.indices { x[i] += s.gate * s.out[i] } }
+        let h = spec.hidden
+        for g in f.groups + (f.shared.map { [$0] } ?? []) {
+            for (i, e) in g.entries.enumerated() {
+                let w = g.gates[i]
+                for c in 0..<h { x[e.row * h + c] += w * g.out[i * h + c] }
+            }
+        }
     }
 
     // MARK: forward with a tape
 
-    private func expertForward(_ ex: SwiGLUExpert, expert: Int, gate: Float, _ b: [Float]) -> ExpertTape {
-        let n = ex.gate.rows, h = ex.down.rows
-        var t = ExpertTape(expert: expert, gate: gate, preGate: [Float](repeating: 0, count: n), up: [Float](repeating: 0, count: n),
-                           out: [Float](repeating: 0, count: h))
-        var act = [Float](repeating: 0, count: n) // [inter] silu(gate) · up
-        b.withUnsafeBufferPointer { bp in
-            t.preGate.withUnsafeMutableBufferPointer { ex.gate.product(bp.baseAddress!, ldx: h, tokens: 1, rows: 0, n, into: $0.baseAddress!, ldo: n) }
-            t.up.withUnsafeMutableBufferPointer { ex.up.product(bp.baseAddress!, ldx: h, tokens: 1, rows: 0, n, into: $0.baseAddress!, ldo: n) }
+    /// Rows `entries` of `b` [m, hidden] through one expert, keeping its activations.
+    private func groupForward(_ ex: SwiGLUExpert, expert: Int, entries: [(row: Int, slot: Int)], gates: [Float], _ b: [Float]) -> ExpertGroup {
+        let n = ex.gate.rows, h = ex.down.rows, c = entries.count
+        var xe = [Float](repeating: 0, count: c * h) // [c, hidden]
+        for (i, e) in entries.enumerated() { for j in 0..<h { xe[i * h + j] = b[e.row * h + j] } }
+        var g = ExpertGroup(expert: expert, entries: entries, gates: gates, preGate: [Float](repeating: 0, count: c * n),
+                            up: [Float](repeating: 0, count: c * n), out: [Float](repeating: 0, count: c * h))
+        var act = [Float](repeating: 0, count: c * n) // [c, inter] silu(gate) · up
+        xe.withUnsafeBufferPointer { xp in
+            g.preGate.withUnsafeMutableBufferPointer { ex.gate.product(xp.baseAddress!, ldx: h, tokens: c, rows: 0, n, into: $0.baseAddress!, ldo: n) }
+            g.up.withUnsafeMutableBufferPointer { ex.up.product(xp.baseAddress!, ldx: h, tokens: c, rows: 0, n, into: $0.baseAddress!, ldo: n) }
         }
-        for i in 0..<n { let g = t.preGate[i]; act[i] = g / (1 + expf(-g)) * t.up[i] }
-        act.withUnsafeBufferPointer { ap in t.out.withUnsafeMutableBufferPointer {
-            ex.down.product(ap.baseAddress!, ldx: n, tokens: 1, rows: 0, h, into: $0.baseAddress!, ldo: h)
+        for i in 0..<(c * n) { let v = g.preGate[i]; act[i] = v / (1 + expf(-v)) * g.up[i] }
+        act.withUnsafeBufferPointer { ap in g.out.withUnsafeMutableBufferPointer {
+            ex.down.product(ap.baseAddress!, ldx: n, tokens: c, rows: 0, h, into: $0.baseAddress!, ldo: h)
         } }
-        return t
+        return g
     }
 
-    /// Runs experts `chosen` of `bank` on `b` in parallel, in the order given.
-    private func experts(_ bank: ExpertBank, _ chosen: [(expert: Int, weight: Float)], _ b: [Float], pool: ScratchPool) -> [ExpertTape] {
-        var out = [ExpertTape?](repeating: nil, count: chosen.count)
+    /// The routed experts of a batch: per expert, the rows that chose it (in row order), run in parallel.
+    private func routedGroups(_ bank: ExpertBank, _ routing: [[(expert: Int, weight: Float)]], _ b: [Float], pool: ScratchPool) -> [ExpertGroup] {
+        var assigned: [Int: [(row: Int, slot: Int)]] = [:]
+        for (r, sel) in routing.enumerated() { for (s, c) in sel.enumerated() { assigned[c.expert, default: []].append((r, s)) } }
+        let experts = assigned.keys.sorted()
+        var out = [ExpertGroup?](repeating: nil, count: experts.count)
         out.withUnsafeMutableBufferPointer { op in
             let o = op.baseAddress!
-            Parallel.dynamicForEach(chosen.count, workers: pool.workers) { _, i in
-                o[i] = expertForward(bank.experts[chosen[i].expert], expert: chosen[i].expert, gate: chosen[i].weight, b)
+            Parallel.dynamicForEach(experts.count, workers: pool.workers) { _, i in
+                let e = experts[i], entries = assigned[e]!
+                o[i] = groupForward(bank.experts[e], expert: e, entries: entries, gates: entries.map { routing[$0.row][$0.slot].weight }, b)
             }
         }
         return out.map { $0! }
     }
 
-    /// Layer `l` at position `p` (as `onePosition`), keeping the tape; `weights` the override of
-    /// this layer (nil: the router's own routing).
-    private func forwardTape(_ l: Int, _ xIn: [Float], position p: Int, cachedKeys: [Float], cachedValues: [Float],
+    /// Layer `l` at each row's last position `positions[r]` (as `onePosition`), keeping the tape;
+    /// `weights` the override of this layer (nil: the router's own routing).
+    private func forwardTape(_ l: Int, _ xIn: [Float], positions: [Int], cachedKeys: [[Float]], cachedValues: [[Float]],
                              weights: [Float]?, pool: ScratchPool) -> LayerTape {
-        let layer = layers[l], s = spec, h = s.hidden, d = s.headDim
-        var a = [Float](repeating: 0, count: h)
-        rmsNorm(xIn, into: &a, rows: 1, weight: layer.inputNorm)
-        var q = [Float](repeating: 0, count: s.qDim), k = [Float](repeating: 0, count: s.kvDim), v = k
+        let layer = layers[l], s = spec, h = s.hidden, d = s.headDim, m = positions.count
+        var a = [Float](repeating: 0, count: m * h) // [m, hidden]
+        rmsNorm(xIn, into: &a, rows: m, weight: layer.inputNorm)
+        var q = [Float](repeating: 0, count: m * s.qDim), k = [Float](repeating: 0, count: m * s.kvDim), v = k
         var qP: [Float] = [], kP: [Float] = [], qN: [Float] = [], kN: [Float] = [], vP: [Float] = []
-        projectQKV(layer.attention, a, rows: 1, firstPosition: p, q: &q, k: &k, v: &v, pool: pool) { stage, qb, kb, vb in
+        projectQKV(layer.attention, a, rows: m, firstPosition: 0, positions: positions, q: &q, k: &k, v: &v, pool: pool) { stage, qb, kb, vb in
             switch stage {
             case .projected:
-                qP = Array(UnsafeBufferPointer(start: qb, count: s.qDim)); kP = Array(UnsafeBufferPointer(start: kb, count: s.kvDim))
-                vP = Array(UnsafeBufferPointer(start: vb, count: s.kvDim))
+                qP = Array(UnsafeBufferPointer(start: qb, count: m * s.qDim)); kP = Array(UnsafeBufferPointer(start: kb, count: m * s.kvDim))
+                vP = Array(UnsafeBufferPointer(start: vb, count: m * s.kvDim))
             case .normed:
-                qN = Array(UnsafeBufferPointer(start: qb, count: s.qDim)); kN = Array(UnsafeBufferPointer(start: kb, count: s.kvDim))
+                qN = Array(UnsafeBufferPointer(start: qb, count: m * s.qDim)); kN = Array(UnsafeBufferPointer(start: kb, count: m * s.kvDim))
             }
         }
-        let keys = Array(cachedKeys.prefix(p * s.kvDim)) + k, values = Array(cachedValues.prefix(p * s.kvDim)) + v // [p + 1, kvDim]
-        // One query over p + 1 keys per head, its softmax weights kept. [heads, p + 1]
-        var probs = [Float](repeating: 0, count: s.heads * (p + 1))
-        var attn = [Float](repeating: 0, count: s.qDim) // [heads·d]
+        // Per row: one query over its p + 1 keys per head, the softmax weights kept.
+        var keys: [[Float]] = [], values: [[Float]] = [], probs: [[Float]] = []
+        var attn = [Float](repeating: 0, count: m * s.qDim) // [m, heads·d]
         let group = s.heads / s.kvHeads, scale = 1 / Float(d).squareRoot()
-        for hd in 0..<s.heads {
-            let g = hd / group
-            probs.withUnsafeMutableBufferPointer { pb in
-                let row = pb.baseAddress! + hd * (p + 1)
-                for j in 0...p {
-                    var dot: Float = 0
-                    for c in 0..<d { dot += q[hd * d + c] * keys[j * s.kvDim + g * d + c] }
-                    row[j] = dot * scale
+        for (r, p) in positions.enumerated() {
+            let kr = Array(cachedKeys[r].prefix(p * s.kvDim)) + k[(r * s.kvDim)..<((r + 1) * s.kvDim)] // [p + 1, kvDim]
+            let vr = Array(cachedValues[r].prefix(p * s.kvDim)) + v[(r * s.kvDim)..<((r + 1) * s.kvDim)]
+            var pr = [Float](repeating: 0, count: s.heads * (p + 1)) // [heads, p + 1]
+            pr.withUnsafeMutableBufferPointer { pb in
+                for hd in 0..<s.heads {
+                    let g = hd / group, row = pb.baseAddress! + hd * (p + 1), qo = r * s.qDim + hd * d
+                    for j in 0...p {
+                        var dot: Float = 0
+                        for c in 0..<d { dot += q[qo + c] * kr[j * s.kvDim + g * d + c] }
+                        row[j] = dot * scale
+                    }
+                    Kernels.softmax(row, count: p + 1)
+                    for j in 0...p { let w = row[j]; for c in 0..<d { attn[qo + c] += w * vr[j * s.kvDim + g * d + c] } }
                 }
-                Kernels.softmax(row, count: p + 1)
-                for j in 0...p { let w = row[j]; for c in 0..<d { attn[hd * d + c] += w * values[j * s.kvDim + g * d + c] } }
             }
+            keys.append(kr); values.append(vr); probs.append(pr)
         }
-        var x1 = [Float](repeating: 0, count: h)
-        linear(attn, rows: 1, weight: layer.attention.o, into: &x1, pool: pool) // [hidden]
-        for i in 0..<h { x1[i] += xIn[i] }
-        var b = [Float](repeating: 0, count: h)
-        rmsNorm(x1, into: &b, rows: 1, weight: layer.postAttentionNorm)
+        var x1 = [Float](repeating: 0, count: m * h)
+        linear(attn, rows: m, weight: layer.attention.o, into: &x1, pool: pool) // [m, hidden]
+        for i in 0..<(m * h) { x1[i] += xIn[i] }
+        var b = [Float](repeating: 0, count: m * h)
+        rmsNorm(x1, into: &b, rows: m, weight: layer.postAttentionNorm)
 
         var ffn: FeedForwardTape
+        let everyRow = (0..<m).map { (row: $0, slot: 0) }
         switch layer.ffn {
         case .dense(let mlp):
-            ffn = FeedForwardTape(experts: experts(mlp, [(0, 1)], b, pool: pool), distribution: nil, omegaSum: nil)
+            ffn = FeedForwardTape(groups: [groupForward(mlp.experts[0], expert: 0, entries: everyRow, gates: Array(repeating: 1, count: m), b)],
+                                  distributions: [], routing: Array(repeating: [(0, 1)], count: m), omegaSum: nil)
         case .moe(let block):
-            var dist: [Float], omegaSum: Float?
+            var dists: [[Float]], omegaSum: Float?
             if let w = weights {
-                dist = TopKRouter.normalizedOverride(w)
+                dists = Array(repeating: TopKRouter.normalizedOverride(w), count: m)
                 omegaSum = w.reduce(0, +)
             } else {
-                dist = [Float](repeating: 0, count: s.experts)
-                linear(b, rows: 1, weight: block.router, into: &dist, pool: pool) // [experts]
-                dist.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: s.experts) }
-            }
-            let chosen = dist.withUnsafeBufferPointer { router.select($0.baseAddress!) }
-            ffn = FeedForwardTape(experts: experts(block.experts, chosen, b, pool: pool), distribution: dist, omegaSum: omegaSum)
-            if let shared = block.shared {
-                var gate: Float = 1
-                if let g = block.sharedGate {
-                    var z = [Float](repeating: 0, count: 1)
-                    linear(b, rows: 1, weight: g, into: &z, pool: pool) // [1]
-                    ffn.sharedGateLogit = z[0]
-                    gate = 1 / (1 + expf(-z[0]))
+                var logits = [Float](repeating: 0, count: m * s.experts) // [m, experts]
+                linear(b, rows: m, weight: block.router, into: &logits, pool: pool)
+                dists = (0..<m).map { r in
+                    var row = Array(logits[(r * s.experts)..<((r + 1) * s.experts)])
+                    row.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: s.experts) }
+                    return row
                 }
-                ffn.shared = expertForward(shared.experts[0], expert: 0, gate: gate, b)
+            }
+            let routing = dists.map { d in d.withUnsafeBufferPointer { router.select($0.baseAddress!) } }
+            ffn = FeedForwardTape(groups: routedGroups(block.experts, routing, b, pool: pool), distributions: dists, routing: routing, omegaSum: omegaSum)
+            if let shared = block.shared {
+                var gates = [Float](repeating: 1, count: m)
+                if let g = block.sharedGate {
+                    var z = [Float](repeating: 0, count: m) // [m, 1]
+                    linear(b, rows: m, weight: g, into: &z, pool: pool)
+                    gates = z.map { 1 / (1 + expf(-$0)) }
+                    ffn.sharedGated = true
+                }
+                ffn.shared = groupForward(shared.experts[0], expert: 0, entries: everyRow, gates: gates, b)
             }
         }
-        return LayerTape(xIn: xIn, a: a, qProjected: qP, kProjected: kP, qNormed: qN, kNormed: kN, vProjected: vP, q: q,
-                         keys: keys, values: values, attention: probs, x1: x1, b: b, ffn: ffn)
+        return LayerTape(xIn: xIn, qProjected: qP, kProjected: kP, qNormed: qN, kNormed: kN, vProjected: vP, q: q,
+                         keys: keys, values: values, attention: probs, x1: x1, ffn: ffn)
     }
 
     // MARK: backward
 
-    /// ∂loss/∂b of one expert given dy = ∂loss/∂(block output), and ∂loss/∂gate = dy · out.
-    private func expertBackward(_ ex: SwiGLUExpert, _ t: ExpertTape, dy: [Float]) -> (db: [Float], dGate: Float) {
-        let n = ex.gate.rows, h = ex.down.rows
-        var dGate: Float = 0
-        for i in 0..<h { dGate += dy[i] * t.out[i] }
-        let dOut = dy.map { $0 * t.gate } // [hidden]
-        var dAct = [Float](repeating: 0, count: n) // [inter] ∂/∂(silu(g)·u)
+    /// One expert's backward over its gathered rows, given dy = ∂loss/∂(block output) [m, hidden]:
+    /// ∂loss/∂b of each gathered row [n, hidden] and ∂loss/∂gate = dy · out per row.
+    private func groupBackward(_ ex: SwiGLUExpert, _ g: ExpertGroup, dy: [Float]) -> (db: [Float], dGates: [Float]) {
+        let n = ex.gate.rows, h = ex.down.rows, c = g.entries.count
+        var dGates = [Float](repeating: 0, count: c)
+        var dOut = [Float](repeating: 0, count: c * h) // [c, hidden] gate · dy
+        for (i, e) in g.entries.enumerated() {
+            var acc: Float = 0
+            for j in 0..<h { let v = dy[e.row * h + j]; acc += v * g.out[i * h + j]; dOut[i * h + j] = g.gates[i] * v }
+            dGates[i] = acc
+        }
+        var dAct = [Float](repeating: 0, count: c * n) // [c, inter] ∂/∂(silu(g)·u)
         dOut.withUnsafeBufferPointer { gp in dAct.withUnsafeMutableBufferPointer {
-            ex.down.transposedProduct(gp.baseAddress!, ldy: h, tokens: 1, rows: 0, h, into: $0.baseAddress!, ldx: n, accumulate: false)
+            ex.down.transposedProduct(gp.baseAddress!, ldy: h, tokens: c, rows: 0, h, into: $0.baseAddress!, ldx: n, accumulate: false)
         } }
-        var dPre = [Float](repeating: 0, count: n), dUp = dPre // [inter]
-        for i in 0..<n {
-            let g = t.preGate[i], sg = 1 / (1 + expf(-g))
-            dUp[i] = dAct[i] * g * sg                           // ∂/∂u of silu(g)·u
-            dPre[i] = dAct[i] * t.up[i] * sg * (1 + g * (1 - sg)) // silu'(g) = σ(g)(1 + g(1 − σ(g)))
+        var dPre = [Float](repeating: 0, count: c * n), dUp = dPre // [c, inter]
+        for i in 0..<(c * n) {
+            let v = g.preGate[i], sg = 1 / (1 + expf(-v))
+            dUp[i] = dAct[i] * v * sg                            // ∂/∂u of silu(g)·u
+            dPre[i] = dAct[i] * g.up[i] * sg * (1 + v * (1 - sg)) // silu'(g) = σ(g)(1 + g(1 − σ(g)))
         }
-        var db = [Float](repeating: 0, count: h) // [hidden]
+        var db = [Float](repeating: 0, count: c * h) // [c, hidden]
         db.withUnsafeMutableBufferPointer { dp in
-            dPre.withUnsafeBufferPointer { ex.gate.transposedProduct($0.baseAddress!, ldy: n, tokens: 1, rows: 0, n, into: dp.baseAddress!, ldx: h, accumulate: false) }
-            dUp.withUnsafeBufferPointer { ex.up.transposedProduct($0.baseAddress!, ldy: n, tokens: 1, rows: 0, n, into: dp.baseAddress!, ldx: h, accumulate: true) }
+            dPre.withUnsafeBufferPointer { ex.gate.transposedProduct($0.baseAddress!, ldy: n, tokens: c, rows: 0, n, into: dp.baseAddress!, ldx: h, accumulate: false) }
+            dUp.withUnsafeBufferPointer { ex.up.transposedProduct($0.baseAddress!, ldy: n, tokens: c, rows: 0, n, into: dp.baseAddress!, ldx: h, accumulate: true) }
         }
-        return (db, dGate)
+        return (db, dGates)
     }
 
-    /// Backward of layer `l`: from ∂loss/∂(its output residual) to ∂loss/∂(its input residual), and
-    /// ∂loss/∂ω when the layer is overridden.
-    private func backward(_ l: Int, _ t: LayerTape, _ dOut: [Float], position p: Int, pool: ScratchPool) -> ([Float], [Float]?) {
-        let layer = layers[l], s = spec, h = s.hidden, d = s.headDim, e = s.experts
-        // Feed-forward block: y = Σ gate_s · expert_s(b) (+ shared); x2 = x1 + y.
-        var db = [Float](repeating: 0, count: h) // [hidden] ∂loss/∂b
-        var dOmega: [Float]?
+    /// Backward of layer `l`: from ∂loss/∂(its output residual) [m, hidden] to ∂loss/∂(its input
+    /// residual), and ∂loss/∂ω per row when the layer is overridden.
+    private func backward(_ l: Int, _ t: LayerTape, _ dOut: [Float], positions: [Int], pool: ScratchPool) -> ([Float], [[Float]]?) {
+        let layer = layers[l], s = spec, h = s.hidden, d = s.headDim, e = s.experts, m = positions.count
+        // Feed-forward block: y = Σ gate · expert(b) (+ shared); x2 = x1 + y.
+        var db = [Float](repeating: 0, count: m * h) // [m, hidden] ∂loss/∂b
+        var dOmega: [[Float]]?
+        func scatter(_ g: ExpertGroup, _ part: [Float]) {
+            for (i, entry) in g.entries.enumerated() { for c in 0..<h { db[entry.row * h + c] += part[i * h + c] } }
+        }
+        let bank: ExpertBank
         switch layer.ffn {
-        case .dense(let mlp):
-            db = expertBackward(mlp.experts[0], t.ffn.experts[0], dy: dOut).db
-        case .moe(let block):
-            let tapes = t.ffn.experts
-            var parts = [([Float], Float)?](repeating: nil, count: tapes.count)
-            parts.withUnsafeMutableBufferPointer { pp in
-                let out = pp.baseAddress!
-                Parallel.dynamicForEach(tapes.count, workers: pool.workers) { _, i in
-                    out[i] = expertBackward(block.experts.experts[tapes[i].expert], tapes[i], dy: dOut)
+        case .dense(let mlp): bank = mlp
+        case .moe(let block): bank = block.experts
+        }
+        let groups = t.ffn.groups
+        var parts = [([Float], [Float])?](repeating: nil, count: groups.count)
+        parts.withUnsafeMutableBufferPointer { pp in
+            let out = pp.baseAddress!
+            Parallel.dynamicForEach(groups.count, workers: pool.workers) { _, i in
+                out[i] = groupBackward(bank.experts[groups[i].expert], groups[i], dy: dOut)
+            }
+        }
+        var dGate = t.ffn.routing.map { [Float](repeating: 0, count: $0.count) } // [m][k] ∂loss/∂(mixing weight)
+        for (g, part) in zip(groups, parts) { // fixed order: experts ascending
+            scatter(g, part!.0)
+            for (i, entry) in g.entries.enumerated() { dGate[entry.row][entry.slot] = part!.1[i] }
+        }
+        if case .moe(let block) = layer.ffn {
+            var dLogits = [Float](repeating: 0, count: m * e) // [m, experts] (live router)
+            var omega: [[Float]] = []
+            for r in 0..<m {
+                let dist = t.ffn.distributions[r], chosen = t.ffn.routing[r]
+                // Mixing weights from the distribution: p_s, or p_s / Σ_chosen p when renormalised.
+                var dDist = [Float](repeating: 0, count: e) // [experts]
+                if spec.normalizeTopK {
+                    let mass = chosen.reduce(Float(0)) { $0 + dist[$1.expert] }
+                    let mean = zip(chosen, dGate[r]).reduce(Float(0)) { $0 + $1.0.weight * $1.1 }
+                    for (c, g) in zip(chosen, dGate[r]) { dDist[c.expert] = (g - mean) / mass }
+                } else {
+                    for (c, g) in zip(chosen, dGate[r]) { dDist[c.expert] = g }
+                }
+                let dot = (0..<e).reduce(Float(0)) { $0 + dist[$1] * dDist[$1] }
+                if let sum = t.ffn.omegaSum {
+                    omega.append((0..<e).map { (dDist[$0] - dot) / sum }) // dist = ω / Σω
+                } else {
+                    // dist = softmax(router · b): ∂/∂logits = dist ⊙ (dDist − dist·dDist).
+                    for j in 0..<e { dLogits[r * e + j] = dist[j] * (dDist[j] - dot) }
                 }
             }
-            for part in parts { for i in 0..<h { db[i] += part!.0[i] } } // fixed order
-            let dGates = parts.map { $0!.1 } // [k] ∂loss/∂gate of the chosen experts
-            let dist = t.ffn.distribution!
-            // Gates from the distribution: g_s = p_s, or p_s / Σ_chosen p when renormalised.
-            var dDist = [Float](repeating: 0, count: e) // [experts]
-            if spec.normalizeTopK {
-                let mass = tapes.reduce(Float(0)) { $0 + dist[$1.expert] }
-                let mean = zip(tapes, dGates).reduce(Float(0)) { $0 + $1.0.gate * $1.1 }
-                for (tp, g) in zip(tapes, dGates) { dDist[tp.expert] = (g - mean) / mass }
+            if t.ffn.omegaSum != nil {
+                dOmega = omega
             } else {
-                for (tp, g) in zip(tapes, dGates) { dDist[tp.expert] = g }
-            }
-            let dot = (0..<e).reduce(Float(0)) { $0 + dist[$1] * dDist[$1] }
-            if let sum = t.ffn.omegaSum {
-                // dist = ω / Σω.
-                dOmega = (0..<e).map { (dDist[$0] - dot) / sum }
-            } else {
-                // dist = softmax(router · b): ∂/∂logits = dist ⊙ (dDist − dist·dDist), then router ᵀ.
-                let dLogits = (0..<e).map { dist[$0] * (dDist[$0] - dot) } // [experts]
                 dLogits.withUnsafeBufferPointer { gp in db.withUnsafeMutableBufferPointer {
-                    Kernels.linearBackward(gp.baseAddress!, rows: 1, weight: block.router, into: $0.baseAddress!, accumulate: true, pool: pool)
+                    Kernels.linearBackward(gp.baseAddress!, rows: m, weight: block.router, into: $0.baseAddress!, accumulate: true, pool: pool)
                 } }
             }
-            if let shared = block.shared, let st = t.ffn.shared {
-                let (dbShared, dGate) = expertBackward(shared.experts[0], st, dy: dOut)
-                for i in 0..<h { db[i] += dbShared[i] }
-                if let gateW = block.sharedGate {
+            if let shared = block.shared, let sg = t.ffn.shared {
+                let (dbShared, dGates) = groupBackward(shared.experts[0], sg, dy: dOut)
+                scatter(sg, dbShared)
+                if t.ffn.sharedGated, let gateW = block.sharedGate {
                     // gate = σ(z), z = w · b: ∂loss/∂z = σ'(z) · (dy · shared(b)).
-                    var dz = [st.gate * (1 - st.gate) * dGate] // [1]
-                    dz.withUnsafeMutableBufferPointer { gp in db.withUnsafeMutableBufferPointer {
-                        Kernels.linearBackward(gp.baseAddress!, rows: 1, weight: gateW, into: $0.baseAddress!, accumulate: true, pool: pool)
+                    let dz = (0..<m).map { sg.gates[$0] * (1 - sg.gates[$0]) * dGates[$0] } // [m, 1]
+                    dz.withUnsafeBufferPointer { gp in db.withUnsafeMutableBufferPointer {
+                        Kernels.linearBackward(gp.baseAddress!, rows: m, weight: gateW, into: $0.baseAddress!, accumulate: true, pool: pool)
                     } }
                 }
             }
         }
         // b = post_attention_layernorm(x1); x2 = x1 + y.
-        var dx1 = dOut // [hidden]
-        t.x1.withUnsafeBufferPointer { xp in db.withUnsafeBufferPointer { gp in dx1.withUnsafeMutableBufferPointer {
-            Kernels.rmsNormBackward(xp.baseAddress!, gp.baseAddress!, cols: h, weight: layer.postAttentionNorm, eps: s.eps, into: $0.baseAddress!, accumulate: true)
+        var dx1 = dOut // [m, hidden]
+        t.x1.withUnsafeBufferPointer { xp in db.withUnsafeBufferPointer { gp in dx1.withUnsafeMutableBufferPointer { op in
+            for r in 0..<m {
+                Kernels.rmsNormBackward(xp.baseAddress! + r * h, gp.baseAddress! + r * h, cols: h, weight: layer.postAttentionNorm, eps: s.eps,
+                                        into: op.baseAddress! + r * h, accumulate: true)
+            }
         } } }
         // x1 = xIn + o_proj(attn).
-        var dAttn = [Float](repeating: 0, count: s.qDim) // [heads·d]
+        var dAttn = [Float](repeating: 0, count: m * s.qDim) // [m, heads·d]
         dx1.withUnsafeBufferPointer { gp in dAttn.withUnsafeMutableBufferPointer {
-            Kernels.linearBackward(gp.baseAddress!, rows: 1, weight: layer.attention.o, into: $0.baseAddress!, accumulate: false, pool: pool)
+            Kernels.linearBackward(gp.baseAddress!, rows: m, weight: layer.attention.o, into: $0.baseAddress!, accumulate: false, pool: pool)
         } }
-        // attn_h = Σ_j α_j V[j]; α = softmax(scale · q_h · K[j]); only the last key and value are
-        // this position's (the earlier ones are constants of the cache).
-        var dq = [Float](repeating: 0, count: s.qDim), dk = [Float](repeating: 0, count: s.kvDim), dv = dk
+        // attn_h = Σ_j α_j V[j], α = softmax(scale · q_h · K[j]); only each row's last key and value
+        // are its own position's (the earlier ones are constants of the cache).
+        var dq = [Float](repeating: 0, count: m * s.qDim), dk = [Float](repeating: 0, count: m * s.kvDim), dv = dk
         let group = s.heads / s.kvHeads, scale = 1 / Float(d).squareRoot()
-        for hd in 0..<s.heads {
-            let g = hd / group, alpha = Array(t.attention[(hd * (p + 1))..<((hd + 1) * (p + 1))])
-            var dAlpha = [Float](repeating: 0, count: p + 1) // [p + 1]
-            for j in 0...p { var acc: Float = 0; for c in 0..<d { acc += dAttn[hd * d + c] * t.values[j * s.kvDim + g * d + c] }; dAlpha[j] = acc }
-            let mean = (0...p).reduce(Float(0)) { $0 + alpha[$1] * dAlpha[$1] }
-            for j in 0...p {
-                let dScore = alpha[j] * (dAlpha[j] - mean) * scale
-                for c in 0..<d { dq[hd * d + c] += dScore * t.keys[j * s.kvDim + g * d + c] }
-                if j == p { for c in 0..<d { dk[g * d + c] += dScore * t.q[hd * d + c] } }
+        for (r, p) in positions.enumerated() {
+            let keys = t.keys[r], values = t.values[r], probs = t.attention[r]
+            for hd in 0..<s.heads {
+                let g = hd / group, qo = r * s.qDim + hd * d, ko = r * s.kvDim + g * d
+                var dAlpha = [Float](repeating: 0, count: p + 1) // [p + 1]
+                for j in 0...p { var acc: Float = 0; for c in 0..<d { acc += dAttn[qo + c] * values[j * s.kvDim + g * d + c] }; dAlpha[j] = acc }
+                var mean: Float = 0
+                for j in 0...p { mean += probs[hd * (p + 1) + j] * dAlpha[j] }
+                for j in 0...p {
+                    let dScore = probs[hd * (p + 1) + j] * (dAlpha[j] - mean) * scale
+                    for c in 0..<d { dq[qo + c] += dScore * keys[j * s.kvDim + g * d + c] }
+                    if j == p { for c in 0..<d { dk[ko + c] += dScore * t.q[qo + c] } }
+                }
+                let last = probs[hd * (p + 1) + p]
+                for c in 0..<d { dv[ko + c] += last * dAttn[qo + c] }
             }
-            for c in 0..<d { dv[g * d + c] += alpha[p] * dAttn[hd * d + c] }
         }
         // RoPE is a rotation: its backward is the inverse rotation.
-        dq.withUnsafeMutableBufferPointer { rope.applyTransposed($0.baseAddress!, heads: s.heads, position: p) }
-        dk.withUnsafeMutableBufferPointer { rope.applyTransposed($0.baseAddress!, heads: s.kvHeads, position: p) }
+        dq.withUnsafeMutableBufferPointer { qp in dk.withUnsafeMutableBufferPointer { kp in
+            for (r, p) in positions.enumerated() {
+                rope.applyTransposed(qp.baseAddress! + r * s.qDim, heads: s.heads, position: p)
+                rope.applyTransposed(kp.baseAddress! + r * s.kvDim, heads: s.kvHeads, position: p)
+            }
+        } }
         // clip_qkv: no gradient where the value was clipped.
         if let clip = s.clipQKV {
-            for i in 0..<s.qDim where abs(t.qNormed[i]) > clip { dq[i] = 0 }
-            for i in 0..<s.kvDim where abs(t.kNormed[i]) > clip { dk[i] = 0 }
-            for i in 0..<s.kvDim where abs(t.vProjected[i]) > clip { dv[i] = 0 }
+            for i in dq.indices where abs(t.qNormed[i]) > clip { dq[i] = 0 }
+            for i in dk.indices where abs(t.kNormed[i]) > clip { dk[i] = 0 }
+            for i in dv.indices where abs(t.vProjected[i]) > clip { dv[i] = 0 }
         }
-        // q/k norm.
+        // q/k norm, per row of `width` values.
         func normBackward(_ x: [Float], _ g: inout [Float], weight: [Float]?, width: Int) {
             guard let weight else { return }
             let dIn = g
@@ -369,16 +440,19 @@ extension MoEDecoderModel {
             normBackward(t.kProjected, &dk, weight: layer.attention.kNorm, width: d)
         }
         // a = input_layernorm(xIn); q, k, v = projections of a.
-        var da = [Float](repeating: 0, count: h) // [hidden]
+        var da = [Float](repeating: 0, count: m * h) // [m, hidden]
         da.withUnsafeMutableBufferPointer { ap in
             let out = ap.baseAddress!
-            dq.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: 1, weight: layer.attention.q, into: out, accumulate: false, pool: pool) }
-            dk.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: 1, weight: layer.attention.k, into: out, accumulate: true, pool: pool) }
-            dv.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: 1, weight: layer.attention.v, into: out, accumulate: true, pool: pool) }
+            dq.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: m, weight: layer.attention.q, into: out, accumulate: false, pool: pool) }
+            dk.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: m, weight: layer.attention.k, into: out, accumulate: true, pool: pool) }
+            dv.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: m, weight: layer.attention.v, into: out, accumulate: true, pool: pool) }
         }
         var dIn = dx1
-        t.xIn.withUnsafeBufferPointer { xp in da.withUnsafeBufferPointer { gp in dIn.withUnsafeMutableBufferPointer {
-            Kernels.rmsNormBackward(xp.baseAddress!, gp.baseAddress!, cols: h, weight: layer.inputNorm, eps: s.eps, into: $0.baseAddress!, accumulate: true)
+        t.xIn.withUnsafeBufferPointer { xp in da.withUnsafeBufferPointer { gp in dIn.withUnsafeMutableBufferPointer { op in
+            for r in 0..<m {
+                Kernels.rmsNormBackward(xp.baseAddress! + r * h, gp.baseAddress! + r * h, cols: h, weight: layer.inputNorm, eps: s.eps,
+                                        into: op.baseAddress! + r * h, accumulate: true)
+            }
         } } }
         return (dIn, dOmega)
     }

@@ -70,6 +70,21 @@ final class TailGradientTests: XCTestCase {
             XCTAssertLessThanOrEqual(rel, Self.relativeTolerance, "\(folder) \(c.name): ∂loss/∂ω relative error")
             worst = max(worst, rel)
         }
+        // One batch of every case's prompt under the first case's override: each row equals its own
+        // single run (whose golden agreement is checked above).
+        let first = golden.cases[0]
+        let o = RoutingOverride(layers: Dictionary(uniqueKeysWithValues: first.omega.map { (Int($0.key)!, $0.value) }))
+        let states = try golden.cases.map { try model.prefill($0.ids, override: nil) }
+        let batch = try model.tailGradients(states, override: o, rows: golden.cases.map(\.label_ids), targets: golden.cases.map(\.target))
+        for (i, c) in golden.cases.enumerated() {
+            let single = try model.tailGradient(states[i], override: o, rows: c.label_ids, target: c.target)
+            XCTAssertEqual(batch[i].loss, single.loss, accuracy: 1e-5 * max(1, abs(single.loss)), "\(folder) batch row \(i)")
+            for l in first.critical_layers {
+                let a = batch[i].omega[l]!, b = single.omega[l]!
+                // A batch of 8 or more bf16 rows takes the AMX kernels, a single row the AVX-512 ones.
+                XCTAssertLessThanOrEqual(Self.norm(zip(a, b).map { $0 - $1 }), 1e-4 * Self.norm(b) + 1e-7, "\(folder) batch row \(i) layer \(l)")
+            }
+        }
         print("\(folder)\(asF32 ? " (as f32)" : ""): \(golden.cases.count) cases, worst relative error of ∂loss/∂ω \(worst), worst |Δ| label logit \(worstLogit)")
         XCTAssertLessThanOrEqual(worstLogit, 1e-3, "\(folder): label logits against torch")
     }
