@@ -83,6 +83,9 @@ public final class DecoderPrefillState: PrefillState {
     /// The residual stream entering each layer at the last position. [layers][hidden]
     let lastInputs: [[Float]]
     let modelID: ObjectIdentifier
+    /// What the tail gradient computed once at this prompt's lowest overridden layer, which no
+    /// override can change (`TailGradient.swift`).
+    let memo = LowestLayerMemo()
 
     init(tokens: [Int], logits: [Float], routerProbs: [[Float]], keys: [[Float]], values: [[Float]],
          lastInputs: [[Float]], modelID: ObjectIdentifier) {

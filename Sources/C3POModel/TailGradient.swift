@@ -26,6 +26,30 @@ public struct TailGradient: Sendable {
     public var omega: [Int: [Float]]
 }
 
+/// At the lowest overridden layer of a prompt, the input is the prefill's own (no override below
+/// it), so attention, the post-attention norm and every expert's output there are constants of
+/// the prompt: only the mixing weights change with ω, and ∂loss/∂gate = dy · out needs no weight.
+/// Kept per layer with the state, filled as experts are first chosen.
+final class LowestLayerMemo: @unchecked Sendable {
+    final class Layer {
+        var x1: [Float] = []    // [hidden] input + attention
+        var b: [Float] = []     // [hidden] post_attention_layernorm(x1)
+        var outs: [Int: [Float]] = [:] // expert → [hidden] output on b
+        var shared: [Float]?    // [hidden] shared expert's output
+        var sharedGate: Float = 1
+    }
+    private let lock = NSLock()
+    private var layers: [Int: Layer] = [:]
+
+    func layer(_ l: Int, make: () -> Layer) -> Layer {
+        lock.lock(); defer { lock.unlock() }
+        if let x = layers[l] { return x }
+        let x = make()
+        layers[l] = x
+        return x
+    }
+}
+
 extension MoEDecoderModel {
     /// The rows of a batch that one SwiGLU expert (or MLP) ran on, and what it computed.
     struct ExpertGroup {
@@ -99,9 +123,16 @@ extension MoEDecoderModel {
             // Forward, keeping a tape per layer.
             var x = sts.flatMap { $0.lastInputs[fromLayer] } // [m, hidden]
             var tapes: [LayerTape] = []
-            for l in fromLayer..<layerCount {
-                let tape = forwardTape(l, x, positions: positions, cachedKeys: sts.map { $0.keys[l] }, cachedValues: sts.map { $0.values[l] },
-                                       weights: override.layers[l], pool: pool)
+            let lowest = StageProfile.shared.time("grad.forward") {
+                lowestLayer(fromLayer, x, states: sts, weights: override.layers[fromLayer]!, pool: pool)
+            }
+            x = lowest.x1
+            addOutput(lowest.ffn, into: &x)
+            for l in (fromLayer + 1)..<max(fromLayer + 1, layerCount) {
+                let tape = StageProfile.shared.time("grad.forward") {
+                    forwardTape(l, x, positions: positions, cachedKeys: sts.map { $0.keys[l] }, cachedValues: sts.map { $0.values[l] },
+                                weights: override.layers[l], pool: pool)
+                }
                 x = tape.x1
                 addOutput(tape.ffn, into: &x)
                 tapes.append(tape)
@@ -133,11 +164,14 @@ extension MoEDecoderModel {
                     results.append(TailGradient(loss: Float(log(sum) + peak - Double(logits[targets[r]])), logits: logits, omega: [:]))
                 }
             } }
-            for (i, l) in (fromLayer..<layerCount).enumerated().reversed() {
-                let (dIn, dOmega) = backward(l, tapes[i], dx, positions: positions, pool: pool)
+            for (i, l) in ((fromLayer + 1)..<max(fromLayer + 1, layerCount)).enumerated().reversed() {
+                let (dIn, dOmega) = StageProfile.shared.time("grad.backward") { backward(l, tapes[i], dx, positions: positions, pool: pool) }
                 dx = dIn
                 if let dOmega { for r in 0..<m { results[r].omega[l] = dOmega[r] } }
             }
+            // The lowest layer: only its mixing weights depend on ω.
+            let dOmega = gateGradients(lowest.ffn, dx)
+            for r in 0..<m { results[r].omega[fromLayer] = dOmega[r] }
             return results
         }
     }
@@ -215,18 +249,20 @@ extension MoEDecoderModel {
             let kr = Array(cachedKeys[r].prefix(p * s.kvDim)) + k[(r * s.kvDim)..<((r + 1) * s.kvDim)] // [p + 1, kvDim]
             let vr = Array(cachedValues[r].prefix(p * s.kvDim)) + v[(r * s.kvDim)..<((r + 1) * s.kvDim)]
             var pr = [Float](repeating: 0, count: s.heads * (p + 1)) // [heads, p + 1]
-            pr.withUnsafeMutableBufferPointer { pb in
-                for hd in 0..<s.heads {
-                    let g = hd / group, row = pb.baseAddress! + hd * (p + 1), qo = r * s.qDim + hd * d
-                    for j in 0...p {
-                        var dot: Float = 0
-                        for c in 0..<d { dot += q[qo + c] * kr[j * s.kvDim + g * d + c] }
-                        row[j] = dot * scale
+            q.withUnsafeBufferPointer { qb in kr.withUnsafeBufferPointer { kb in vr.withUnsafeBufferPointer { vb in
+                pr.withUnsafeMutableBufferPointer { pb in attn.withUnsafeMutableBufferPointer { ab in
+                    for hd in 0..<s.heads {
+                        let g = hd / group, row = pb.baseAddress! + hd * (p + 1), qo = r * s.qDim + hd * d
+                        // scores [1, p + 1] = q_h · K_gᵀ, then softmax; out_h [1, d] = α · V_g.
+                        MatMul.linear(qb.baseAddress! + qo, ldx: d, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                      into: row, ldy: p + 1, m: 1, n: p + 1, k: d)
+                        for j in 0...p { row[j] *= scale }
+                        Kernels.softmax(row, count: p + 1)
+                        MatMul.linearTransposed(row, lddy: p + 1, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                                into: ab.baseAddress! + qo, lddx: d, m: 1, n: p + 1, k: d)
                     }
-                    Kernels.softmax(row, count: p + 1)
-                    for j in 0...p { let w = row[j]; for c in 0..<d { attn[qo + c] += w * vr[j * s.kvDim + g * d + c] } }
-                }
-            }
+                } }
+            } } }
             keys.append(kr); values.append(vr); probs.append(pr)
         }
         var x1 = [Float](repeating: 0, count: m * h)
@@ -270,6 +306,87 @@ extension MoEDecoderModel {
         }
         return LayerTape(xIn: xIn, qProjected: qP, kProjected: kP, qNormed: qN, kNormed: kN, vProjected: vP, q: q,
                          keys: keys, values: values, attention: probs, x1: x1, ffn: ffn)
+    }
+
+    /// The lowest overridden layer of each row, from the state's memo: attention and the experts'
+    /// outputs once per prompt, only the routing of `weights` per call.
+    private func lowestLayer(_ l: Int, _ xIn: [Float], states: [DecoderPrefillState], weights: [Float], pool: ScratchPool)
+        -> (x1: [Float], ffn: FeedForwardTape) {
+        guard case .moe(let block) = layers[l].ffn else { preconditionFailure("an overridden layer is routed (check)") }
+        let h = spec.hidden, m = states.count
+        let dist = TopKRouter.normalizedOverride(weights)
+        let chosen = dist.withUnsafeBufferPointer { router.select($0.baseAddress!) }
+        var x1 = [Float](), groups: [ExpertGroup] = []
+        var shared: ExpertGroup?
+        var entries: [Int: [(row: Int, slot: Int)]] = [:]
+        for r in 0..<m { for (slot, c) in chosen.enumerated() { entries[c.expert, default: []].append((r, slot)) } }
+        var outs: [Int: [Float]] = [:] // expert → [m, hidden]
+        var sharedOut: [Float] = [], sharedGates: [Float] = []
+        for (r, st) in states.enumerated() {
+            let memo = st.memo.layer(l) {
+                let one = forwardTape(l, Array(xIn[(r * h)..<((r + 1) * h)]), positions: [st.tokens.count - 1], cachedKeys: [st.keys[l]],
+                                      cachedValues: [st.values[l]], weights: weights, pool: pool)
+                let x = LowestLayerMemo.Layer()
+                x.x1 = one.x1
+                var b = [Float](repeating: 0, count: h)
+                rmsNorm(one.x1, into: &b, rows: 1, weight: layers[l].postAttentionNorm)
+                x.b = b
+                for g in one.ffn.groups { x.outs[g.expert] = g.out }
+                if let sg = one.ffn.shared { x.shared = sg.out; x.sharedGate = sg.gates[0] }
+                return x
+            }
+            x1 += memo.x1
+            for c in chosen where memo.outs[c.expert] == nil {
+                memo.outs[c.expert] = groupForward(block.experts.experts[c.expert], expert: c.expert, entries: [(0, 0)], gates: [1], memo.b).out
+            }
+            for c in chosen { outs[c.expert, default: []] += memo.outs[c.expert]! }
+            if let s = memo.shared { sharedOut += s; sharedGates.append(memo.sharedGate) }
+        }
+        for e in entries.keys.sorted() {
+            groups.append(ExpertGroup(expert: e, entries: entries[e]!, gates: entries[e]!.map { chosen[$0.slot].weight },
+                                      preGate: [], up: [], out: outs[e]!))
+        }
+        if !sharedOut.isEmpty {
+            shared = ExpertGroup(expert: 0, entries: (0..<m).map { ($0, 0) }, gates: sharedGates, preGate: [], up: [], out: sharedOut)
+        }
+        var ffn = FeedForwardTape(groups: groups, distributions: Array(repeating: dist, count: m), routing: Array(repeating: chosen, count: m),
+                                  omegaSum: weights.reduce(0, +))
+        ffn.shared = shared
+        return (x1, ffn)
+    }
+
+    /// ∂loss/∂ω per row of an overridden layer from dy = ∂loss/∂(block output) [m, hidden]:
+    /// ∂loss/∂gate = dy · out, through top-k's renormalisation and ω / Σω.
+    private func gateGradients(_ f: FeedForwardTape, _ dy: [Float]) -> [[Float]] {
+        let h = spec.hidden
+        var dGate = f.routing.map { [Float](repeating: 0, count: $0.count) } // [m][k]
+        for g in f.groups {
+            for (i, entry) in g.entries.enumerated() {
+                var acc: Float = 0
+                for c in 0..<h { acc += dy[entry.row * h + c] * g.out[i * h + c] }
+                dGate[entry.row][entry.slot] = acc
+            }
+        }
+        return (0..<f.routing.count).map { r in
+            distributionGradient(f.distributions[r], f.routing[r], dGate[r]).map { $0 / f.omegaSum! }
+        }
+    }
+
+    /// ∂loss/∂(distribution top-k was taken from), minus its mean under the distribution:
+    /// Σ_j dist_j (∂_j − Σ dist ∂) is the form both ω / Σω (divided by Σω) and a softmax
+    /// (multiplied by dist) need. Mixing weights: p_s, or p_s / Σ_chosen p when renormalised.
+    private func distributionGradient(_ dist: [Float], _ chosen: [(expert: Int, weight: Float)], _ dGate: [Float]) -> [Float] {
+        let e = spec.experts
+        var dDist = [Float](repeating: 0, count: e) // [experts]
+        if spec.normalizeTopK {
+            let mass = chosen.reduce(Float(0)) { $0 + dist[$1.expert] }
+            let mean = zip(chosen, dGate).reduce(Float(0)) { $0 + $1.0.weight * $1.1 }
+            for (c, g) in zip(chosen, dGate) { dDist[c.expert] = (g - mean) / mass }
+        } else {
+            for (c, g) in zip(chosen, dGate) { dDist[c.expert] = g }
+        }
+        let dot = (0..<e).reduce(Float(0)) { $0 + dist[$1] * dDist[$1] }
+        return dDist.map { $0 - dot }
     }
 
     // MARK: backward
@@ -320,12 +437,15 @@ extension MoEDecoderModel {
         }
         let groups = t.ffn.groups
         var parts = [([Float], [Float])?](repeating: nil, count: groups.count)
+        var laps = StageProfile.Laps(StageProfile.shared)
+        defer { laps.lap("grad.backward.attention") }
         parts.withUnsafeMutableBufferPointer { pp in
             let out = pp.baseAddress!
             Parallel.dynamicForEach(groups.count, workers: pool.workers) { _, i in
                 out[i] = groupBackward(bank.experts[groups[i].expert], groups[i], dy: dOut)
             }
         }
+        laps.lap("grad.backward.experts")
         var dGate = t.ffn.routing.map { [Float](repeating: 0, count: $0.count) } // [m][k] ∂loss/∂(mixing weight)
         for (g, part) in zip(groups, parts) { // fixed order: experts ascending
             scatter(g, part!.0)
@@ -335,22 +455,13 @@ extension MoEDecoderModel {
             var dLogits = [Float](repeating: 0, count: m * e) // [m, experts] (live router)
             var omega: [[Float]] = []
             for r in 0..<m {
-                let dist = t.ffn.distributions[r], chosen = t.ffn.routing[r]
-                // Mixing weights from the distribution: p_s, or p_s / Σ_chosen p when renormalised.
-                var dDist = [Float](repeating: 0, count: e) // [experts]
-                if spec.normalizeTopK {
-                    let mass = chosen.reduce(Float(0)) { $0 + dist[$1.expert] }
-                    let mean = zip(chosen, dGate[r]).reduce(Float(0)) { $0 + $1.0.weight * $1.1 }
-                    for (c, g) in zip(chosen, dGate[r]) { dDist[c.expert] = (g - mean) / mass }
-                } else {
-                    for (c, g) in zip(chosen, dGate[r]) { dDist[c.expert] = g }
-                }
-                let dot = (0..<e).reduce(Float(0)) { $0 + dist[$1] * dDist[$1] }
+                let dist = t.ffn.distributions[r]
+                let centred = distributionGradient(dist, t.ffn.routing[r], dGate[r])
                 if let sum = t.ffn.omegaSum {
-                    omega.append((0..<e).map { (dDist[$0] - dot) / sum }) // dist = ω / Σω
+                    omega.append(centred.map { $0 / sum }) // dist = ω / Σω
                 } else {
                     // dist = softmax(router · b): ∂/∂logits = dist ⊙ (dDist − dist·dDist).
-                    for j in 0..<e { dLogits[r * e + j] = dist[j] * (dDist[j] - dot) }
+                    for j in 0..<e { dLogits[r * e + j] = dist[j] * centred[j] }
                 }
             }
             if t.ffn.omegaSum != nil {
@@ -372,6 +483,7 @@ extension MoEDecoderModel {
                 }
             }
         }
+        laps.lap("grad.backward.gates")
         // b = post_attention_layernorm(x1); x2 = x1 + y.
         var dx1 = dOut // [m, hidden]
         t.x1.withUnsafeBufferPointer { xp in db.withUnsafeBufferPointer { gp in dx1.withUnsafeMutableBufferPointer { op in
@@ -390,21 +502,28 @@ extension MoEDecoderModel {
         var dq = [Float](repeating: 0, count: m * s.qDim), dk = [Float](repeating: 0, count: m * s.kvDim), dv = dk
         let group = s.heads / s.kvHeads, scale = 1 / Float(d).squareRoot()
         for (r, p) in positions.enumerated() {
-            let keys = t.keys[r], values = t.values[r], probs = t.attention[r]
-            for hd in 0..<s.heads {
-                let g = hd / group, qo = r * s.qDim + hd * d, ko = r * s.kvDim + g * d
-                var dAlpha = [Float](repeating: 0, count: p + 1) // [p + 1]
-                for j in 0...p { var acc: Float = 0; for c in 0..<d { acc += dAttn[qo + c] * values[j * s.kvDim + g * d + c] }; dAlpha[j] = acc }
-                var mean: Float = 0
-                for j in 0...p { mean += probs[hd * (p + 1) + j] * dAlpha[j] }
-                for j in 0...p {
-                    let dScore = probs[hd * (p + 1) + j] * (dAlpha[j] - mean) * scale
-                    for c in 0..<d { dq[qo + c] += dScore * keys[j * s.kvDim + g * d + c] }
-                    if j == p { for c in 0..<d { dk[ko + c] += dScore * t.q[qo + c] } }
-                }
-                let last = probs[hd * (p + 1) + p]
-                for c in 0..<d { dv[ko + c] += last * dAttn[qo + c] }
-            }
+            var dScores = [Float](repeating: 0, count: p + 1) // [p + 1]
+            t.keys[r].withUnsafeBufferPointer { kb in t.values[r].withUnsafeBufferPointer { vb in t.attention[r].withUnsafeBufferPointer { pb in
+                dAttn.withUnsafeBufferPointer { ab in dq.withUnsafeMutableBufferPointer { qb in dScores.withUnsafeMutableBufferPointer { sb in
+                    let ds = sb.baseAddress!
+                    for hd in 0..<s.heads {
+                        let g = hd / group, qo = r * s.qDim + hd * d, ko = r * s.kvDim + g * d, alpha = pb.baseAddress! + hd * (p + 1)
+                        // ∂/∂α [1, p + 1] = dOut_h · V_gᵀ; ∂/∂score_j = α_j (∂α_j − Σ α ∂α) · scale; dq_h = ∂score · K_g.
+                        MatMul.linear(ab.baseAddress! + qo, ldx: d, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                      into: ds, ldy: p + 1, m: 1, n: p + 1, k: d)
+                        var mean: Float = 0
+                        for j in 0...p { mean += alpha[j] * ds[j] }
+                        for j in 0...p { ds[j] = alpha[j] * (ds[j] - mean) * scale }
+                        MatMul.linearTransposed(ds, lddy: p + 1, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                                into: qb.baseAddress! + qo, lddx: d, m: 1, n: p + 1, k: d)
+                        // The last key and value are this position's own.
+                        for c in 0..<d {
+                            dk[ko + c] += ds[p] * t.q[qo + c]
+                            dv[ko + c] += alpha[p] * ab[qo + c]
+                        }
+                    }
+                } } }
+            } } }
         }
         // RoPE is a rotation: its backward is the inverse rotation.
         dq.withUnsafeMutableBufferPointer { qp in dk.withUnsafeMutableBufferPointer { kp in

@@ -56,6 +56,22 @@ final class MoEBenchmarkTests: XCTestCase {
                 tail.append(Date().timeIntervalSince(t0))
             }
             try emit(["what": "tail", "tokens": n, "layers": model.layerCount - from, "seconds": median(tail), "fraction_of_prefill": median(tail) / full])
+            // NGD's unit of work: the tail gradient of k = 3 neighbours as one batch.
+            let batch = [state, state, state]
+            _ = try model.tailGradients(batch, override: o, rows: Array(repeating: [0, 1, 2, 3], count: 3), targets: [0, 1, 2])
+            var grad: [Double] = []
+            for _ in 0..<max(5, repeats) {
+                let t0 = Date()
+                _ = try model.tailGradients(batch, override: o, rows: Array(repeating: [0, 1, 2, 3], count: 3), targets: [0, 1, 2])
+                grad.append(Date().timeIntervalSince(t0))
+            }
+            if profile.enabled {
+                profile.reset()
+                _ = try model.tailGradients(batch, override: o, rows: Array(repeating: [0, 1, 2, 3], count: 3), targets: [0, 1, 2])
+                try emit(["what": "tail_gradient_profile", "stages": profile.snapshot().filter { $0.stage.hasPrefix("grad") }.map { [$0.stage, $0.seconds, $0.cpuSeconds] as [Any] }])
+            }
+            try emit(["what": "tail_gradient", "tokens": n, "layers": model.layerCount - from, "rows": 3, "seconds": median(grad),
+                      "fraction_of_prefill": median(grad) / full])
         }
     }
 
