@@ -268,8 +268,8 @@ public final class C3PORunner {
         guard options.k >= 1 else { throw MixingError.invalidParameter("k must be at least 1 (got \(options.k))") }
         guard options.criticalLayerCount >= 1 else { throw MixingError.invalidParameter("critical layers must be at least 1") }
         if let b = options.bandwidth, !(b.isFinite && b > 0) { throw MixingError.invalidParameter("bandwidth must be positive (got \(b))") }
-        if options.neighborDraw == .random, ![.kernel, .neighbors, .task].contains(options.method) {
-            throw MixingError.invalidParameter("random neighbours apply to --method kernel, neighbors or task (not \(options.method.rawValue))")
+        if options.neighborDraw == .random, ![.kernel, .neighbors, .task, .ngd].contains(options.method) {
+            throw MixingError.invalidParameter("random neighbours apply to --method kernel, neighbors, task or ngd (not \(options.method.rawValue))")
         }
         if options.method == .task, taskWeights?.tasks.values.contains(where: { $0.pathway != nil }) != true {
             throw RunnerError.missing("--method task needs per-task pathways (task_weights.json), which only an index built with --model has")

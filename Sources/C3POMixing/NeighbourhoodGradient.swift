@@ -65,12 +65,12 @@ public enum NeighbourhoodGradient {
     }
 
     /// The neighbours' kernel-weighted mean loss at `o`, and its gradient.
-    static func objective(model: RoutedMoEModel, _ o: RoutingOverride, _ neighbours: [NGDNeighbor]) throws -> (Float, [Int: [Float]]) {
+    static func objective(model: RoutedMoEModel, _ o: RoutingOverride, _ neighbours: [NGDNeighbor], gradient: Bool = true) throws -> (Float, [Int: [Float]]) {
         let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
         var loss: Float = 0
         var grad: [Int: [Float]] = [:]
         let used = neighbours.filter { $0.weight > 0 }
-        let gradients = try model.tailGradients(used.map(\.state), override: o, rows: used.map(\.labelIDs), targets: used.map(\.gold))
+        let gradients = try model.tailGradients(used.map(\.state), override: o, rows: used.map(\.labelIDs), targets: used.map(\.gold), gradient: gradient)
         for (n, g) in zip(used, gradients) {
             let w = n.weight / total
             loss += w * g.loss
@@ -114,7 +114,7 @@ public enum NeighbourhoodGradient {
         var best = (override: current, loss: loss)
         let startLoss = loss
         var taken = 0
-        for _ in 0..<p.steps {
+        for step in 0..<p.steps {
             for (l, t) in theta {
                 guard let m = mass[l], m > 0, let c = core[l], let g = grad[l] else { continue }
                 var s = t
@@ -123,7 +123,8 @@ public enum NeighbourhoodGradient {
                 theta[l] = t.indices.map { i in t[i] - p.learningRate * m * s[i] * (g[c[i]] - mean) }
             }
             current = pathway(theta)
-            (loss, grad) = try objective(model: model, current, neighbours)
+            // The last iterate needs only its loss (is it the best?), not a gradient.
+            (loss, grad) = try objective(model: model, current, neighbours, gradient: step < p.steps - 1)
             taken += 1
             if loss < best.loss { best = (current, loss) }
         }

@@ -79,8 +79,9 @@ public protocol RoutedMoEModel: AnyObject {
     /// earlier positions' keys and values, and the residual below that layer, from `state`).
     func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient
 
-    /// `tailGradient` of several prompts under one override, as one batch (each weight read once).
-    func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int]) throws -> [TailGradient]
+    /// `tailGradient` of several prompts under one override, as one batch (each weight read once);
+    /// with `gradient` false only the forward runs (losses and logits, `omega` empty).
+    func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int], gradient: Bool) throws -> [TailGradient]
 
     /// One step of decoding with a KV cache: `token` appended after `state`'s tokens, every
     /// layer run at the new position only (the earlier positions' keys and values from the
@@ -106,8 +107,11 @@ extension RoutedMoEModel {
     public func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient {
         throw ModelError.input("this model has no tail gradient")
     }
-    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int]) throws -> [TailGradient] {
+    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int], gradient: Bool) throws -> [TailGradient] {
         try states.indices.map { try tailGradient(states[$0], override: override, rows: rows[$0], target: targets[$0]) }
+    }
+    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int]) throws -> [TailGradient] {
+        try tailGradients(states, override: override, rows: rows, targets: targets, gradient: true)
     }
     public func text(of ids: [Int]) -> String { ids.compactMap(tokenText).joined() }
 

@@ -87,18 +87,20 @@ extension MoEDecoderModel {
         var kNormed: [Float]      // [m, kvDim]
         var vProjected: [Float]   // [m, kvDim] after v_proj and bias, before clipping
         var q: [Float]            // [m, qDim] the queries attention used (clipped, rotated)
-        var keys: [[Float]]       // per row [p + 1, kvDim], the last key new
-        var values: [[Float]]     // per row [p + 1, kvDim]
+        var keys: [[Float]]       // per row the cache's keys [≥ p, kvDim] (positions before the last)
+        var values: [[Float]]     // per row the cache's values
+        var k: [Float]            // [m, kvDim] each row's own key (clipped, rotated) and value
+        var v: [Float]
         var attention: [[Float]]  // per row [heads, p + 1] softmax weights of its one query
         var x1: [Float]           // [m, hidden] xIn + o_proj(attention output)
         var ffn: FeedForwardTape
     }
 
     public func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient {
-        try tailGradients([state], override: override, rows: [rows], targets: [target])[0]
+        try tailGradients([state], override: override, rows: [rows], targets: [target], gradient: true)[0]
     }
 
-    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int]) throws -> [TailGradient] {
+    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int], gradient: Bool) throws -> [TailGradient] {
         try check(override)
         guard let fromLayer = override.firstLayer else { throw ModelError.override("tailGradient: the override names no layer") }
         guard rows.count == states.count, targets.count == states.count else {
@@ -164,6 +166,7 @@ extension MoEDecoderModel {
                     results.append(TailGradient(loss: Float(log(sum) + peak - Double(logits[targets[r]])), logits: logits, omega: [:]))
                 }
             } }
+            guard gradient else { return results }
             for (i, l) in ((fromLayer + 1)..<max(fromLayer + 1, layerCount)).enumerated().reversed() {
                 let (dIn, dOmega) = StageProfile.shared.time("grad.backward") { backward(l, tapes[i], dx, positions: positions, pool: pool) }
                 dx = dIn
@@ -241,29 +244,33 @@ extension MoEDecoderModel {
                 qN = Array(UnsafeBufferPointer(start: qb, count: m * s.qDim)); kN = Array(UnsafeBufferPointer(start: kb, count: m * s.kvDim))
             }
         }
-        // Per row: one query over its p + 1 keys per head, the softmax weights kept.
-        var keys: [[Float]] = [], values: [[Float]] = [], probs: [[Float]] = []
+        // Per row: one query over the p cached keys and its own, per head, the softmax weights kept.
+        var probs: [[Float]] = []
         var attn = [Float](repeating: 0, count: m * s.qDim) // [m, heads·d]
         let group = s.heads / s.kvHeads, scale = 1 / Float(d).squareRoot()
         for (r, p) in positions.enumerated() {
-            let kr = Array(cachedKeys[r].prefix(p * s.kvDim)) + k[(r * s.kvDim)..<((r + 1) * s.kvDim)] // [p + 1, kvDim]
-            let vr = Array(cachedValues[r].prefix(p * s.kvDim)) + v[(r * s.kvDim)..<((r + 1) * s.kvDim)]
             var pr = [Float](repeating: 0, count: s.heads * (p + 1)) // [heads, p + 1]
-            q.withUnsafeBufferPointer { qb in kr.withUnsafeBufferPointer { kb in vr.withUnsafeBufferPointer { vb in
+            q.withUnsafeBufferPointer { qb in cachedKeys[r].withUnsafeBufferPointer { kb in cachedValues[r].withUnsafeBufferPointer { vb in
+                k.withUnsafeBufferPointer { kn in v.withUnsafeBufferPointer { vn in
                 pr.withUnsafeMutableBufferPointer { pb in attn.withUnsafeMutableBufferPointer { ab in
                     for hd in 0..<s.heads {
-                        let g = hd / group, row = pb.baseAddress! + hd * (p + 1), qo = r * s.qDim + hd * d
-                        // scores [1, p + 1] = q_h · K_gᵀ, then softmax; out_h [1, d] = α · V_g.
-                        MatMul.linear(qb.baseAddress! + qo, ldx: d, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                      into: row, ldy: p + 1, m: 1, n: p + 1, k: d)
+                        let g = hd / group, row = pb.baseAddress! + hd * (p + 1), qo = r * s.qDim + hd * d, no = r * s.kvDim + g * d
+                        let qh = qb.baseAddress! + qo, out = ab.baseAddress! + qo
+                        // scores [1, p + 1] = q_h · [K_cache; k]ᵀ, softmax; out_h [1, d] = α · [V_cache; v].
+                        MatMul.linear(qh, ldx: d, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                      into: row, ldy: p + 1, m: 1, n: p, k: d)
+                        var own: Float = 0
+                        for c in 0..<d { own += qh[c] * kn[no + c] }
+                        row[p] = own
                         for j in 0...p { row[j] *= scale }
                         Kernels.softmax(row, count: p + 1)
                         MatMul.linearTransposed(row, lddy: p + 1, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                                into: ab.baseAddress! + qo, lddx: d, m: 1, n: p + 1, k: d)
+                                                into: out, lddx: d, m: 1, n: p, k: d)
+                        for c in 0..<d { out[c] += row[p] * vn[no + c] }
                     }
-                } }
+                } } } }
             } } }
-            keys.append(kr); values.append(vr); probs.append(pr)
+            probs.append(pr)
         }
         var x1 = [Float](repeating: 0, count: m * h)
         linear(attn, rows: m, weight: layer.attention.o, into: &x1, pool: pool) // [m, hidden]
@@ -305,7 +312,7 @@ extension MoEDecoderModel {
             }
         }
         return LayerTape(xIn: xIn, qProjected: qP, kProjected: kP, qNormed: qN, kNormed: kN, vProjected: vP, q: q,
-                         keys: keys, values: values, attention: probs, x1: x1, ffn: ffn)
+                         keys: cachedKeys, values: cachedValues, k: k, v: v, attention: probs, x1: x1, ffn: ffn)
     }
 
     /// The lowest overridden layer of each row, from the state's memo: attention and the experts'
@@ -509,15 +516,20 @@ extension MoEDecoderModel {
                     for hd in 0..<s.heads {
                         let g = hd / group, qo = r * s.qDim + hd * d, ko = r * s.kvDim + g * d, alpha = pb.baseAddress! + hd * (p + 1)
                         // ∂/∂α [1, p + 1] = dOut_h · V_gᵀ; ∂/∂score_j = α_j (∂α_j − Σ α ∂α) · scale; dq_h = ∂score · K_g.
-                        MatMul.linear(ab.baseAddress! + qo, ldx: d, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                      into: ds, ldy: p + 1, m: 1, n: p + 1, k: d)
+                        let dOut = ab.baseAddress! + qo
+                        MatMul.linear(dOut, ldx: d, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                      into: ds, ldy: p + 1, m: 1, n: p, k: d)
+                        var own: Float = 0
+                        for c in 0..<d { own += dOut[c] * t.v[ko + c] }
+                        ds[p] = own
                         var mean: Float = 0
                         for j in 0...p { mean += alpha[j] * ds[j] }
                         for j in 0...p { ds[j] = alpha[j] * (ds[j] - mean) * scale }
                         MatMul.linearTransposed(ds, lddy: p + 1, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                                into: qb.baseAddress! + qo, lddx: d, m: 1, n: p + 1, k: d)
+                                                into: qb.baseAddress! + qo, lddx: d, m: 1, n: p, k: d, accumulate: true)
                         // The last key and value are this position's own.
                         for c in 0..<d {
+                            qb[qo + c] += ds[p] * t.k[ko + c]
                             dk[ko + c] += ds[p] * t.q[qo + c]
                             dv[ko + c] += alpha[p] * ab[qo + c]
                         }

@@ -36,33 +36,49 @@ static inline T512 __m512 load_w(const void *w, int dtype, long r, long c, __mma
     }
 }
 
-static T512 void linear_t_avx512(const float *dy, long lddy, const void *w, int dtype, long ldw,
-                                 float *dx, long lddx, long m, long n, long k) {
-    long j = 0;
-    for (; j + 4 <= n; j += 4) {
-        for (long c = 0; c < k; c += 16) {
-            __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
-            __m512 w0 = load_w(w, dtype, j * ldw, c, mk), w1 = load_w(w, dtype, (j + 1) * ldw, c, mk);
-            __m512 w2 = load_w(w, dtype, (j + 2) * ldw, c, mk), w3 = load_w(w, dtype, (j + 3) * ldw, c, mk);
-            for (long i = 0; i < m; i++) {
-                const float *a = dy + i * lddy + j;
-                float *d = dx + i * lddx + c;
-                __m512 acc = _mm512_maskz_loadu_ps(mk, d);
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), w0, acc);
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[1]), w1, acc);
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[2]), w2, acc);
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(a[3]), w3, acc);
-                _mm512_mask_storeu_ps(d, mk, acc);
+// Tokens in blocks of 4 and weight rows in blocks of 4: the 16 dy values of a block are
+// broadcast once into registers (loop invariants the compiler cannot hoist itself, since dx
+// may alias dy), then each 16-column chunk of the 4 widened weight rows updates 4 dx rows.
+static T512 void linear_t_avx512(const float *restrict dy, long lddy, const void *restrict w, int dtype, long ldw,
+                                 float *restrict dx, long lddx, long m, long n, long k) {
+    const long esize = dtype == C3PO_DTYPE_F32 ? 4 : 2;
+    for (long i0 = 0; i0 < m; i0 += 4) {
+        long mt = m - i0 < 4 ? m - i0 : 4;
+        long j = 0;
+        for (; j + 4 <= n; j += 4) {
+            __m512 a[4][4];
+            for (long q = 0; q < 4; q++)
+                for (int jj = 0; jj < 4; jj++) a[q][jj] = _mm512_set1_ps(q < mt ? dy[(i0 + q) * lddy + j + jj] : 0.0f);
+            // The next block's four rows are fetched while this one computes (one line per 64
+            // bytes of row), so that memory latency overlaps the arithmetic.
+            const char *next = (const char *)w + (j + 4 < n ? (j + 4) * ldw : j * ldw) * esize;
+            for (long c = 0; c < k; c += 16) {
+                __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
+                if (((c * esize) & 63) == 0)
+                    for (int r = 0; r < 4; r++) _mm_prefetch(next + (r * ldw + c) * esize, _MM_HINT_T0);
+                __m512 w0 = load_w(w, dtype, j * ldw, c, mk), w1 = load_w(w, dtype, (j + 1) * ldw, c, mk);
+                __m512 w2 = load_w(w, dtype, (j + 2) * ldw, c, mk), w3 = load_w(w, dtype, (j + 3) * ldw, c, mk);
+                for (long q = 0; q < mt; q++) {
+                    float *d = dx + (i0 + q) * lddx + c;
+                    __m512 acc = _mm512_maskz_loadu_ps(mk, d);
+                    acc = _mm512_fmadd_ps(a[q][0], w0, acc);
+                    acc = _mm512_fmadd_ps(a[q][1], w1, acc);
+                    acc = _mm512_fmadd_ps(a[q][2], w2, acc);
+                    acc = _mm512_fmadd_ps(a[q][3], w3, acc);
+                    _mm512_mask_storeu_ps(d, mk, acc);
+                }
             }
         }
-    }
-    for (; j < n; j++) {
-        for (long c = 0; c < k; c += 16) {
-            __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
-            __m512 w0 = load_w(w, dtype, j * ldw, c, mk);
-            for (long i = 0; i < m; i++) {
-                float *d = dx + i * lddx + c;
-                _mm512_mask_storeu_ps(d, mk, _mm512_fmadd_ps(_mm512_set1_ps(dy[i * lddy + j]), w0, _mm512_maskz_loadu_ps(mk, d)));
+        for (; j < n; j++) {
+            __m512 a[4];
+            for (long q = 0; q < 4; q++) a[q] = _mm512_set1_ps(q < mt ? dy[(i0 + q) * lddy + j] : 0.0f);
+            for (long c = 0; c < k; c += 16) {
+                __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
+                __m512 w0 = load_w(w, dtype, j * ldw, c, mk);
+                for (long q = 0; q < mt; q++) {
+                    float *d = dx + (i0 + q) * lddx + c;
+                    _mm512_mask_storeu_ps(d, mk, _mm512_fmadd_ps(a[q], w0, _mm512_maskz_loadu_ps(mk, d)));
+                }
             }
         }
     }
