@@ -1,0 +1,69 @@
+import C3POCore
+import C3POMixing
+import C3POModel
+import Foundation
+import XCTest
+
+/// NGD's parametrisation on the engine's tiny checkpoint: only the core experts of the critical
+/// layers move, each layer keeps its mass, the result is never worse on the objective than the
+/// start, and a step along −∂L/∂θ lowers L as its first-order term says (the chain rule from the
+/// engine's ∂L/∂ω, itself checked against torch in TailGradientTests).
+final class NeighbourhoodGradientTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func fixture() throws -> (RoutedMoEModel, [NGDNeighbor], [[Float]]) {
+        let model = try ModelLoader.load(directory: Self.root.appendingPathComponent("Tests/Fixtures/moe/olmoe-f32"))
+        let prompts = ["Question: What is 2+2?\nAnswer:", "The quick brown fox jumps over the lazy dog.",
+                       "Routing weights are normalised to sum to one, then the top-k experts are kept."]
+        let labels = [5, 17, 42, 99]
+        var neighbours: [NGDNeighbor] = []
+        for (i, p) in prompts.enumerated() {
+            neighbours.append(NGDNeighbor(state: try model.prefill(try model.encode(p), override: nil), labelIDs: labels, gold: i % 4, weight: Float(i + 1)))
+        }
+        let sample = try model.prefill(try model.encode("A test question?\nAnswer:"), override: nil).routerProbs
+        return (model, neighbours, sample)
+    }
+
+    func testOnlyCoreExpertsMoveAndTheObjectiveNeverEndsHigher() throws {
+        let (model, neighbours, sample) = try fixture()
+        let layers = Array(0..<model.layerCount)
+        let start = RoutingOverride.identity(pathway: sample, layers: layers)
+        let core = Dictionary(uniqueKeysWithValues: layers.map { ($0, CoreExperts.select(sample[$0], count: 4)) })
+        let r = try XCTUnwrap(NeighbourhoodGradient.optimise(model: model, start: start, core: core, neighbours: neighbours,
+                                                             parameters: NGDParameters(steps: 10, learningRate: 30, start: .own)))
+        XCTAssertLessThan(r.loss, r.startLoss - 1e-3, "ten steps lower the neighbours' loss")
+        XCTAssertEqual(r.steps, 10)
+        for l in layers {
+            let before = sample[l], after = try XCTUnwrap(r.override.layers[l])
+            for e in 0..<model.expertCount where !core[l]!.contains(e) { XCTAssertEqual(after[e], before[e], "layer \(l) expert \(e) is not core") }
+            XCTAssertEqual(after.reduce(0, +), before.reduce(0, +), accuracy: 1e-5, "layer \(l) keeps its mass")
+            XCTAssertNotEqual(after, before, "layer \(l) moved")
+        }
+        let none = try XCTUnwrap(NeighbourhoodGradient.optimise(model: model, start: start, core: core, neighbours: neighbours,
+                                                                parameters: NGDParameters(steps: 0, learningRate: 30, start: .own)))
+        XCTAssertEqual(none.override, start)
+        XCTAssertEqual(none.loss, none.startLoss)
+    }
+
+    func testAStepLowersTheLossByItsFirstOrderTerm() throws {
+        let (model, neighbours, sample) = try fixture()
+        let layers = [model.layerCount - 1]
+        let start = RoutingOverride.identity(pathway: sample, layers: layers)
+        let core = [layers[0]: Array(0..<model.expertCount)]
+        // L(θ − η∇) ≈ L(θ) − η‖∇‖²: the decrease of one small step, over η, tends to ‖∇‖² as η → 0.
+        var ratios: [Float] = []
+        for lr in [Float(0.4), 0.2] {
+            let r = try XCTUnwrap(NeighbourhoodGradient.optimise(model: model, start: start, core: core, neighbours: neighbours,
+                                                                 parameters: NGDParameters(steps: 1, learningRate: lr, start: .own)))
+            ratios.append((r.startLoss - r.loss) / lr)
+        }
+        XCTAssertGreaterThan(ratios[1], 0, "a small step lowers the loss")
+        XCTAssertEqual(ratios[0], ratios[1], accuracy: 0.25 * ratios[1], "the decrease is first order in the step")
+    }
+
+    func testBadParametersAreRefused() throws {
+        XCTAssertThrowsError(try NGDParameters(steps: -1).validate())
+        XCTAssertThrowsError(try NGDParameters(learningRate: 0).validate())
+        XCTAssertThrowsError(try NGDParameters(learningRate: .nan).validate())
+    }
+}
