@@ -6,6 +6,8 @@ import C3POMixing
 import C3POModel
 import Foundation
 
+extension TaskSurrogate.Optimiser: ExpressibleByArgument {}
+
 /// `c3po-index build`: official reference archives, or a model run on benchmark files → an
 /// index folder (Index/README.md).
 public struct BuildCommand: ParsableCommand {
@@ -75,6 +77,9 @@ public struct BuildCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Build one shard of a build split across machines: K/N (0-based), auto (a Slurm job array: SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT) or auto/N (the task index from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX). Records go to shard stableHash(id) mod N; the shard's records and pathways are written to OUT/shard-K-of-N/ (resumable), and `c3po-index merge OUT --out DIR` makes the index (Index/README.md, Shards).", valueName: "K/N|auto"))
     public var shard: String?
+
+    @Option(name: .customLong("task-surrogate"), help: ArgumentHelp("With --model: how each task's surrogate pathway (--method task) is searched: es (a (1+1) evolution strategy on forward passes) or gradient (gradient descent with the exact tail gradients of --method ngd).", valueName: "es|gradient"))
+    public var taskSurrogate: TaskSurrogate.Optimiser = LeaveOneOutTuner.defaultSurrogate
 
     @Flag(help: "No progress lines on stderr.")
     public var quiet = false
@@ -194,7 +199,11 @@ public struct BuildCommand: ParsableCommand {
             return
         }
         // Step 2, the same for both: filter, embed, dedup, FAISS, tuning (with a model), atomic write.
-        let tuner = model.map { LeaveOneOutTuner(model: $0) }
+        let tuner = model.map { m -> LeaveOneOutTuner in
+            var t = LeaveOneOutTuner(model: m)
+            t.surrogate = taskSurrogate
+            return t
+        }
         let manifest = try IndexBuilder.build(set, vectors: vectors, model: model?.identity, tuner: tuner,
                                               out: outURL, options: try builderOptions, note: note)
         if model != nil { try? FileManager.default.removeItem(at: PathwayRecorder.workDirectory(for: outURL)) }

@@ -12,6 +12,10 @@ public struct LeaveOneOutTuner: IndexTuner {
     public var k = MixingDefaults.k
     public var coreExperts = MixingDefaults.coreExperts
     public var surrogateBudget = 60
+    /// How the per-task surrogate pathway is searched.
+    public var surrogate: TaskSurrogate.Optimiser = defaultSurrogate
+    /// The optimiser that measured better on the testbeds (Datasets/testbed/README.md).
+    public static let defaultSurrogate: TaskSurrogate.Optimiser = .gradient
 
     public init(model: RoutedMoEModel) { self.model = model }
 
@@ -40,8 +44,11 @@ public struct LeaveOneOutTuner: IndexTuner {
                     (0..<E).map { e in good.reduce(Float(0)) { $0 + pool.pathways[($1 * pool.layers + l) * E + e] } / Float(good.count) }
                 }
             }
-            let sur = try TaskSurrogate.optimize(model: model, samples: samples, start: start, criticalLayers: critical,
-                                                 coreExperts: coreExperts, budget: surrogateBudget)
+            let sur = surrogate == .es
+                ? try TaskSurrogate.optimize(model: model, samples: samples, start: start, criticalLayers: critical,
+                                             coreExperts: coreExperts, budget: surrogateBudget)
+                : try TaskSurrogate.optimizeByGradient(model: model, samples: samples, start: start, criticalLayers: critical,
+                                                       coreExperts: coreExperts)
             weights.tasks[task] = .init(count: good.count, alpha: choice.alpha, bandwidth: choice.bandwidth,
                                         criticalLayers: critical, coreExperts: coreExperts, pathway: sur.pathway,
                                         lossBefore: sur.lossBefore, lossAfter: sur.lossAfter,

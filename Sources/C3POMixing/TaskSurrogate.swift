@@ -11,7 +11,17 @@ import Foundation
 /// (α = 0 in `KernelRegression.mixToward`). Optimiser: a (1+1) evolution strategy on
 /// log-weights with the 1/5th success rule, a fixed evaluation budget and a fixed seed
 /// (deterministic). Start: the mean pathway of the task's successful references.
+/// `optimizeByGradient` minimises the same loss by gradient descent instead, with the exact
+/// tail gradients NGD uses (`tailGradient`) chained through the core-expert mixing.
 public enum TaskSurrogate {
+    /// How the surrogate pathway is searched (`c3po-index build --task-surrogate`).
+    public enum Optimiser: String, CaseIterable, Sendable {
+        /// (1+1) evolution strategy, forward passes only.
+        case es
+        /// Gradient descent on softmax logits of the target, exact tail gradients.
+        case gradient
+    }
+
     public struct Result: Sendable {
         /// [critical layer][experts], in `criticalLayers` order.
         public var pathway: [[Float]]
@@ -58,6 +68,65 @@ public enum TaskSurrogate {
             }
         }
         return Result(pathway: current, lossBefore: before, lossAfter: currentLoss)
+    }
+
+    /// The target as T = softmax(φ) per critical layer, φ ← φ − η ∂L/∂φ for `steps` steps,
+    /// L the mean cross-entropy above. A question's override moves its core experts C to T
+    /// rescaled to its own core mass M: ω_c = M T_c / Σ_{c'∈C} T_c', so
+    /// ∂L/∂T_j = (M / S) (∂L/∂ω_j − Σ_{c∈C} T_c ∂L/∂ω_c / S) for j ∈ C (S = Σ_{c∈C} T_c), and
+    /// ∂L/∂φ = T ⊙ (∂L/∂T − Σ T ∂L/∂T). The lowest-loss iterate is returned (the start included).
+    public static func optimizeByGradient(model: RoutedMoEModel, samples: [TuningSample], start: [[Float]], criticalLayers: [Int],
+                                          coreExperts: Int, steps: Int = 20, learningRate: Float = 10) throws -> Result {
+        let before = samples.reduce(Float(0)) { acc, s in
+            acc + MCScoring.crossEntropy(s.labelIDs.map { s.state.logits[$0] }, gold: s.gold)
+        } / Float(max(samples.count, 1))
+        let e = model.expertCount, core = min(coreExperts, e)
+        let p = MixingParameters(criticalLayers: criticalLayers, coreExperts: core, alpha: 0)
+        var phi = start.map { layer in layer.map { Float(log(Double(max($0, 1e-8)))) } }
+        func target(_ phi: [[Float]]) -> [[Float]] {
+            phi.map { row in
+                var t = row
+                t.withUnsafeMutableBufferPointer { MatMul.softmax($0.baseAddress!, count: $0.count) }
+                return t
+            }
+        }
+        /// Mean loss at T and ∂/∂T per critical layer.
+        func evaluate(_ T: [[Float]]) throws -> (Float, [[Float]]) {
+            var byLayer: [Int: [Float]] = [:]
+            for (i, l) in criticalLayers.enumerated() { byLayer[l] = T[i] }
+            var loss: Float = 0
+            var dT = T.map { [Float](repeating: 0, count: $0.count) }
+            for s in samples {
+                let o = KernelRegression.mixToward(sample: s.state.routerProbs, target: byLayer, parameters: p)
+                let g = try model.tailGradient(s.state, override: o, rows: s.labelIDs, target: s.gold)
+                loss += g.loss
+                for (i, l) in criticalLayers.enumerated() {
+                    guard let dw = g.omega[l] else { continue }
+                    let c = CoreExperts.select(s.state.routerProbs[l], count: core)
+                    let mass = c.reduce(Float(0)) { $0 + s.state.routerProbs[l][$1] }
+                    let sum = c.reduce(Float(0)) { $0 + T[i][$1] }
+                    guard sum > 0 else { continue }
+                    let mean = c.reduce(Float(0)) { $0 + T[i][$1] * dw[$1] } / sum
+                    for j in c { dT[i][j] += mass / sum * (dw[j] - mean) }
+                }
+            }
+            let n = Float(max(samples.count, 1))
+            return (loss / n, dT.map { $0.map { $0 / n } })
+        }
+        var T = target(phi)
+        var (loss, grad) = try evaluate(T)
+        var best = (T, loss)
+        for _ in 0..<steps {
+            for i in phi.indices {
+                let mean = zip(T[i], grad[i]).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+                for j in phi[i].indices { phi[i][j] -= learningRate * T[i][j] * (grad[i][j] - mean) }
+            }
+            T = target(phi)
+            (loss, grad) = try evaluate(T)
+            if loss < best.1 { best = (T, loss) }
+        }
+        _ = e
+        return Result(pathway: best.0, lossBefore: before, lossAfter: best.1)
     }
 }
 
