@@ -23,28 +23,7 @@ final class LoadingErrorTests: XCTestCase {
 
     /// Rewrites model.safetensors with the tensors `edit` leaves (as raw f32 bytes + shapes).
     func editTensors(_ edit: (inout [String: ([Int], [Float])]) -> Void) throws {
-        let url = dir.appendingPathComponent("model.safetensors")
-        var tensors: [String: ([Int], [Float])] = [:]
-        do {
-            let file = try SafetensorsFile(url: url)
-            for (k, t) in file.tensors { tensors[k] = (t.shape, t.floats()) }
-        }
-        edit(&tensors)
-        var header: [String: Any] = [:]
-        var blob = Data()
-        for k in tensors.keys.sorted() {
-            let (shape, values) = tensors[k]!
-            let begin = blob.count
-            values.withUnsafeBytes { blob.append(contentsOf: $0) }
-            header[k] = ["dtype": "F32", "shape": shape, "data_offsets": [begin, blob.count]]
-        }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        while json.count % 8 != 0 { json.append(0x20) }
-        var out = Data()
-        var len = UInt64(json.count).littleEndian
-        withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
-        out.append(json); out.append(blob)
-        try out.write(to: url)
+        try SafetensorsRewrite.rewrite(dir.appendingPathComponent("model.safetensors"), edit: edit)
     }
 
     func assertLoadFails(_ mustMention: String, file: StaticString = #filePath, line: UInt = #line) {

@@ -94,25 +94,7 @@ final class TailGradientTests: XCTestCase {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-f32-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: dir, to: out)
         for name in try FileManager.default.contentsOfDirectory(atPath: out.path) where name.hasSuffix(".safetensors") {
-            let url = out.appendingPathComponent(name)
-            var header: [String: Any] = [:]
-            var blob = Data()
-            do {
-                let file = try SafetensorsFile(url: url)
-                for key in file.tensors.keys.sorted() {
-                    let t = file.tensors[key]!
-                    let begin = blob.count
-                    t.floats().withUnsafeBytes { blob.append(contentsOf: $0) }
-                    header[key] = ["dtype": "F32", "shape": t.shape, "data_offsets": [begin, blob.count]]
-                }
-            }
-            var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-            while json.count % 8 != 0 { json.append(0x20) }
-            var data = Data()
-            var len = UInt64(json.count).littleEndian
-            withUnsafeBytes(of: &len) { data.append(contentsOf: $0) }
-            data.append(json); data.append(blob)
-            try data.write(to: url)
+            try SafetensorsRewrite.rewrite(out.appendingPathComponent(name))
         }
         return out
     }
