@@ -110,8 +110,9 @@ final class RunnerTests: XCTestCase {
         let (rs, model, _) = try run { $0.alpha = .search }
         XCTAssertEqual(rs[0].alpha, 0)
         XCTAssertEqual(rs[0].c3poAnswer, "B")
-        // 2 samples × (2 neighbour prefills) + 2 own prefills; tails: 2 × (5 α × 2 neighbours + 1)
-        XCTAssertEqual(model.prefills, 6)
+        // 2 neighbour prefills (kept in the state cache: the second sample shares them) + 2 own
+        // prefills; tails: 2 × (5 α × 2 neighbours + 1)
+        XCTAssertEqual(model.prefills, 4)
         XCTAssertEqual(model.tails, 22)
     }
 
