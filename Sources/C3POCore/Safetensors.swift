@@ -66,6 +66,11 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
     }
 
+    /// The largest JSON header read (the safetensors reference implementation's limit, 100 MB).
+    public static let maxHeaderBytes = 100_000_000
+    /// The largest `model.safetensors.index.json` read (a real 100B-parameter model's is under 1 MB).
+    public static let maxIndexBytes = 64 << 20
+
     public let url: URL
     public let tensors: [String: Tensor]
     public let metadata: [String: String]
@@ -79,6 +84,10 @@ public final class SafetensorsFile: @unchecked Sendable {
         let headerLen = bytes.loadUnaligned(as: UInt64.self).littleEndian
         guard headerLen <= UInt64(bytes.count - 8) else {
             throw Error.malformed(url, "header length \(headerLen) exceeds the file (\(bytes.count) bytes)")
+        }
+        // The header is parsed in memory: capped as the format's reference reader caps it.
+        guard headerLen <= UInt64(Self.maxHeaderBytes) else {
+            throw Error.malformed(url, "header length \(headerLen) exceeds the limit of \(Self.maxHeaderBytes) bytes")
         }
         let dataStart = 8 + Int(headerLen)
         let dataSize = bytes.count - dataStart
@@ -147,7 +156,11 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
         let indexURL = directory.appendingPathComponent("model.safetensors.index.json")
         var files: [SafetensorsFile] = []
         if fm.fileExists(atPath: indexURL.path) {
-            let data = try Data(contentsOf: indexURL)
+            let mapped = try MappedFile(url: indexURL)
+            guard mapped.bytes.count <= SafetensorsFile.maxIndexBytes else {
+                throw SafetensorsFile.Error.malformed(indexURL, "\(mapped.bytes.count) bytes exceed the limit of \(SafetensorsFile.maxIndexBytes) for a shard index")
+            }
+            let data = Data(mapped.bytes)
             guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                   let map = obj["weight_map"] as? [String: String] else {
                 throw SafetensorsFile.Error.malformed(indexURL, "no weight_map object")

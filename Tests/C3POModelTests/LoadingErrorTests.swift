@@ -32,6 +32,26 @@ final class LoadingErrorTests: XCTestCase {
         }
     }
 
+    /// A sparse file of `size` bytes whose first 8 bytes are `headerLength` (little-endian).
+    func sparse(_ url: URL, size: UInt64, headerLength: UInt64? = nil) throws {
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        let h = try FileHandle(forWritingTo: url)
+        if var len = headerLength?.littleEndian { try h.write(contentsOf: withUnsafeBytes(of: &len) { Data($0) }) }
+        try h.truncate(atOffset: size)
+        try h.close()
+    }
+
+    func testAbsurdSafetensorsHeaderIsRefusedBeforeItIsRead() throws {
+        let limit = UInt64(SafetensorsFile.maxHeaderBytes)
+        try sparse(dir.appendingPathComponent("model.safetensors"), size: limit + 64, headerLength: limit + 1)
+        assertLoadFails("header length \(limit + 1) exceeds the limit of \(limit) bytes")
+    }
+
+    func testAbsurdShardIndexIsRefusedBeforeItIsRead() throws {
+        try sparse(dir.appendingPathComponent("model.safetensors.index.json"), size: UInt64(SafetensorsFile.maxIndexBytes) + 1)
+        assertLoadFails("exceed the limit of \(SafetensorsFile.maxIndexBytes) for a shard index")
+    }
+
     func testIntactCopyLoads() throws { XCTAssertEqual(try ModelLoader.load(directory: dir).layerCount, 2) }
 
     func testMissingTensor() throws {
