@@ -38,6 +38,14 @@ public enum AtomicWrite {
             try body(tmp)
         } catch {
             try? fm.removeItem(at: tmp)
+            // A file that could not be written (a full disk, a quota): named by the folder it was
+            // for, with the system's reason, rather than as Foundation's error object.
+            let ns = error as NSError
+            let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+            if !(error is FileError), let path, let reason = systemReason(ns) {
+                let kept = fm.fileExists(atPath: destination.path) ? "the previous folder is left as it was" : "nothing was written"
+                throw FileError.cannotWrite(destination, "\(URL(fileURLWithPath: path).lastPathComponent): \(reason); \(kept)")
+            }
             throw error
         }
         // An older directory is swapped out in one step where the kernel can (Linux renameat2
@@ -62,6 +70,18 @@ public enum AtomicWrite {
             throw FileError.cannotWrite(destination, why)
         }
         if let old { try? fm.removeItem(at: old) }
+    }
+
+    /// The POSIX reason behind a Foundation file error ("No space left on device"), if any.
+    static func systemReason(_ error: NSError) -> String? {
+        if error.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(error.code))) }
+        if let under = error.userInfo[NSUnderlyingErrorKey] as? Error {
+            let u = under as NSError
+            if u.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(u.code))) }
+        }
+        // Foundation's own codes for a full disk, when it gives no underlying error.
+        if error.domain == NSCocoaErrorDomain, error.code == CocoaError.fileWriteOutOfSpace.rawValue { return String(cString: strerror(ENOSPC)) }
+        return nil
     }
 
     private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
