@@ -83,6 +83,49 @@ static T512 void linear_t_avx512(const float *restrict dy, long lddy, const void
         }
     }
 }
+
+#define T256 __attribute__((target("avx2,fma,f16c")))
+
+// 8 weights of row `r` from element c, widened to f32; `tail` < 8 reads only that many (the rest 0).
+static inline T256 __m256 load_w8(const void *w, int dtype, long r, long c, long tail) {
+    if (tail < 8) {
+        float tmp[8] = {0};
+        for (long i = 0; i < tail; i++) tmp[i] = c3po_weight(w, dtype, r + c + i);
+        return _mm256_loadu_ps(tmp);
+    }
+    switch (dtype) {
+    case C3PO_DTYPE_BF16:
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + r + c))), 16));
+    case C3PO_DTYPE_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + r + c)));
+    default:
+        return _mm256_loadu_ps((const float *)w + r + c);
+    }
+}
+
+// The AVX2 form of linear_t_avx512: 8 lanes, one weight row at a time, dx rows updated in
+// 8-column chunks (the ragged end through a small buffer).
+static T256 void linear_t_avx2(const float *restrict dy, long lddy, const void *restrict w, int dtype, long ldw,
+                               float *restrict dx, long lddx, long m, long n, long k) {
+    for (long j = 0; j < n; j++) {
+        for (long c = 0; c < k; c += 8) {
+            long tail = k - c < 8 ? k - c : 8;
+            __m256 wv = load_w8(w, dtype, j * ldw, c, tail);
+            for (long i = 0; i < m; i++) {
+                float *d = dx + i * lddx + c;
+                __m256 a = _mm256_set1_ps(dy[i * lddy + j]);
+                if (tail == 8) {
+                    _mm256_storeu_ps(d, _mm256_fmadd_ps(a, wv, _mm256_loadu_ps(d)));
+                } else {
+                    float tmp[8] = {0};
+                    for (long q = 0; q < tail; q++) tmp[q] = d[q];
+                    _mm256_storeu_ps(tmp, _mm256_fmadd_ps(a, wv, _mm256_loadu_ps(tmp)));
+                    for (long q = 0; q < tail; q++) d[q] = tmp[q];
+                }
+            }
+        }
+    }
+}
 #endif
 
 void c3po_linear_t(int path, const float *dy, long lddy, const void *w, int dtype, long ldw,
@@ -93,6 +136,10 @@ void c3po_linear_t(int path, const float *dy, long lddy, const void *w, int dtyp
 #if defined(__x86_64__)
     if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) {
         linear_t_avx512(dy, lddy, w, dtype, ldw, dx, lddx, m, n, k);
+        return;
+    }
+    if (path >= C3PO_PATH_AVX2 && c3po_path_supported(C3PO_PATH_AVX2)) {
+        linear_t_avx2(dy, lddy, w, dtype, ldw, dx, lddx, m, n, k);
         return;
     }
 #endif

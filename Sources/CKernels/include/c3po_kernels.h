@@ -77,7 +77,7 @@ void c3po_linear(int path, const float *x, long ldx, const void *w, int dtype, l
 // dx[i·lddx + c] = Σ_j dy[i·lddy + j] · W[j·ldw + c]   (accumulate = 0; += otherwise)
 // for i < m, c < k, j < n: the input gradient of c3po_linear's layer (dx = dy · W), the weight
 // [n, k] read in place in `dtype`. Single-threaded; callers split k (columns) across threads.
-// AVX-512 where the path has it (f32 fused multiply-add, bf16/f16 widened), else scalar.
+// AVX-512 or AVX2 where the path has it (f32 fused multiply-add, bf16/f16 widened), else scalar.
 void c3po_linear_t(int path, const float *dy, long lddy, const void *w, int dtype, long ldw,
                    float *dx, long lddx, long m, long n, long k, int accumulate);
 
