@@ -41,6 +41,18 @@ public final class MappedFile: @unchecked Sendable {
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 }
 
+extension FileError {
+    /// The bytes of `url`, refused by name before they are read when the file holds more than
+    /// `limit` bytes (`what` names the kind of file in the message).
+    public static func read(_ url: URL, limit: Int, what: String) throws -> Data {
+        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+        guard size <= limit else {
+            throw FileError.cannotOpen(url, "\(size) bytes exceed the limit of \(limit) bytes for \(what)")
+        }
+        return try Data(contentsOf: url)
+    }
+}
+
 public enum FileError: Error, CustomStringConvertible {
     case cannotOpen(URL, String)
     case cannotWrite(URL, String)

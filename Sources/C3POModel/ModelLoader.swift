@@ -9,10 +9,16 @@ public enum ModelLoader {
 
     public static var supportedTypes: [String] { families.map { $0.modelType } }
 
+    /// The largest config.json / generation_config.json read (real ones are a few KB).
+    public static let maxConfigBytes = 16 << 20
+    /// The largest tokenizer.json read (real ones are up to about 35 MB; parsing takes several
+    /// times the file's size in memory).
+    public static let maxTokenizerBytes = 256 << 20
+
     public static func load(directory: URL) throws -> RoutedMoEModel {
         let configURL = directory.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: configURL.path) else { throw FileError.missing(directory, "config.json") }
-        let data = try Data(contentsOf: configURL)
+        let data = try FileError.read(configURL, limit: maxConfigBytes, what: "a config.json")
         guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw ModelError.config(configURL, field: "(root)", "not a JSON object")
         }
@@ -23,7 +29,7 @@ public enum ModelLoader {
         let tokenizerURL = directory.appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: tokenizerURL.path) else { throw FileError.missing(directory, "tokenizer.json") }
         // One read of tokenizer.json: the bytes parsed are the bytes hashed into the identity.
-        let tokenizerData = try Data(contentsOf: tokenizerURL)
+        let tokenizerData = try FileError.read(tokenizerURL, limit: maxTokenizerBytes, what: "a tokenizer.json")
         let tokenizer = try TokenizerLoader.load(tokenizerData, url: tokenizerURL)
         var tokenizerHasher = SHA256Hasher()
         tokenizerHasher.update(tokenizerData)
@@ -31,7 +37,7 @@ public enum ModelLoader {
                                                 configSHA256: hasher.finalize(), tokenizerSHA256: tokenizerHasher.finalize(), tokenizer: tokenizer))
         // What ends generation: generation_config.json's eos_token_id (what transformers' generate uses), else config.json's.
         let generation = directory.appendingPathComponent("generation_config.json")
-        let genObj = (try? Data(contentsOf: generation)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        let genObj = (try? FileError.read(generation, limit: maxConfigBytes, what: "a generation_config.json")).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
         model.endTokenIDs = endTokens(genObj?["eos_token_id"] ?? obj["eos_token_id"])
         return model
     }

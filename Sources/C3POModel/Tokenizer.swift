@@ -34,7 +34,9 @@ extension SentencePieceBPETokenizer: TextTokenizer, TokenDecoding {
 public enum TokenizerLoader {
     public static func load(_ url: URL) throws -> any TextTokenizer {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw TokenizerError.malformed(url, "cannot read: \(error.localizedDescription)") }
+        do { data = try FileError.read(url, limit: ModelLoader.maxTokenizerBytes, what: "a tokenizer.json") } catch let e as FileError { throw e } catch {
+            throw TokenizerError.malformed(url, "cannot read: \(error.localizedDescription)")
+        }
         return try load(data, url: url)
     }
 

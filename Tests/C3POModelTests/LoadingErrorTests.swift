@@ -52,6 +52,16 @@ final class LoadingErrorTests: XCTestCase {
         assertLoadFails("exceed the limit of \(SafetensorsFile.maxIndexBytes) for a shard index")
     }
 
+    func testAbsurdConfigAndTokenizerAreRefusedBeforeTheyAreRead() throws {
+        let config = dir.appendingPathComponent("config.json")
+        let kept = try Data(contentsOf: config)
+        try sparse(config, size: UInt64(ModelLoader.maxConfigBytes) + 1)
+        assertLoadFails("bytes exceed the limit of \(ModelLoader.maxConfigBytes) bytes for a config.json")
+        try kept.write(to: config)
+        try sparse(dir.appendingPathComponent("tokenizer.json"), size: UInt64(ModelLoader.maxTokenizerBytes) + 1)
+        assertLoadFails("bytes exceed the limit of \(ModelLoader.maxTokenizerBytes) bytes for a tokenizer.json")
+    }
+
     func testIntactCopyLoads() throws { XCTAssertEqual(try ModelLoader.load(directory: dir).layerCount, 2) }
 
     func testMissingTensor() throws {
