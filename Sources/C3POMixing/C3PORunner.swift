@@ -372,12 +372,12 @@ public final class C3PORunner {
                 tBase += t
             }
 
-            lastNGDLoss = nil
+            var ngdLoss: [Float]?
             var ((answer, override, alpha, bandwidth), tMix) = try timed {
                 try c3poAnswer(q, state: state, labelIDs: labelIDs, base: base, hits: hits[i], overlaps: overlaps[i],
-                               successRows: successRows, modeSpace: modeSpace)
+                               successRows: successRows, modeSpace: modeSpace, ngdLoss: &ngdLoss)
             }
-            r.ngdLoss = lastNGDLoss
+            r.ngdLoss = ngdLoss
             r.c3poAnswer = q.labels[answer]
             r.c3poCorrect = answer == q.answerIndex
             if options.answer == .generate {
@@ -474,7 +474,7 @@ public final class C3PORunner {
     }
 
     private func c3poAnswer(_ q: MCQuestion, state: PrefillState, labelIDs: [Int], base: Int, hits: [Neighbor],
-                            overlaps: Set<Int>, successRows: [Int], modeSpace: [Float]) throws
+                            overlaps: Set<Int>, successRows: [Int], modeSpace: [Float], ngdLoss: inout [Float]?) throws
         -> (Int, RoutingOverride?, Float?, Float?) {
         let sample = state.routerProbs
         let neighbours = hits.map { PathwayNeighbor(similarity: $0.similarity, pathway: pool.pathway($0.row), task: pool.references[$0.row].task) }
@@ -519,7 +519,7 @@ public final class C3PORunner {
             guard let result = try NeighbourhoodGradient.optimise(model: model, start: start, core: core,
                                                                   neighbours: try neighbourStates(hits, bandwidth: b), parameters: options.ngd)
             else { return (try tail(start), start, options.ngd.start == .kernel ? a : nil, b) }
-            lastNGDLoss = [result.startLoss, result.loss]
+            ngdLoss = [result.startLoss, result.loss]
             return (try tail(result.override), result.override, options.ngd.start == .kernel ? a : nil, b)
         case .kernel:
             var (a, b) = hyper()
@@ -588,9 +588,6 @@ public final class C3PORunner {
         }
         return out
     }
-
-    /// The neighbours' loss at the start and at the result of the last NGD question.
-    private var lastNGDLoss: [Float]?
 
     /// Upper bound with the gold answer known (analysis only): tries routings of the
     /// critical layers, by tail re-evaluation, until one makes gold the argmax:

@@ -97,12 +97,18 @@ public enum NeighbourhoodGradient {
             mass[l] = c.reduce(Float(0)) { $0 + w[$1] }
             theta[l] = c.map { Float(log(Double(max(w[$0], 1e-30)))) }
         }
-        func pathway(_ theta: [Int: [Float]]) -> RoutingOverride {
-            var o = start
-            for (l, t) in theta {
-                guard let m = mass[l], m > 0, let c = core[l], !c.isEmpty else { continue }
+        /// softmax(θ) per layer: the core experts' shares of m.
+        func shares(_ theta: [Int: [Float]]) -> [Int: [Float]] {
+            theta.mapValues { t in
                 var s = t
                 s.withUnsafeMutableBufferPointer { MatMul.softmax($0.baseAddress!, count: $0.count) }
+                return s
+            }
+        }
+        func pathway(_ sigma: [Int: [Float]]) -> RoutingOverride {
+            var o = start
+            for (l, s) in sigma {
+                guard let m = mass[l], m > 0, let c = core[l], !c.isEmpty else { continue }
                 var w = o.layers[l]!
                 for (i, e) in c.enumerated() { w[e] = m * s[i] }
                 o.layers[l] = w
@@ -110,19 +116,19 @@ public enum NeighbourhoodGradient {
             return o
         }
         var current = start
+        var sigma = shares(theta)
         var (loss, grad) = try objective(model: model, current, neighbours)
         var best = (override: current, loss: loss)
         let startLoss = loss
         var taken = 0
         for step in 0..<p.steps {
             for (l, t) in theta {
-                guard let m = mass[l], m > 0, let c = core[l], let g = grad[l] else { continue }
-                var s = t
-                s.withUnsafeMutableBufferPointer { MatMul.softmax($0.baseAddress!, count: $0.count) }
+                guard let m = mass[l], m > 0, let c = core[l], let g = grad[l], let s = sigma[l] else { continue }
                 let mean = zip(c, s).reduce(Float(0)) { $0 + $1.1 * g[$1.0] }
                 theta[l] = t.indices.map { i in t[i] - p.learningRate * m * s[i] * (g[c[i]] - mean) }
             }
-            current = pathway(theta)
+            sigma = shares(theta)
+            current = pathway(sigma)
             // The last iterate needs only its loss (is it the best?), not a gradient.
             (loss, grad) = try objective(model: model, current, neighbours, gradient: step < p.steps - 1)
             taken += 1
@@ -137,8 +143,6 @@ public enum NeighbourhoodGradient {
 public final class PrefillCache {
     public let budgetBytes: Int
     public private(set) var bytes = 0
-    public private(set) var hits = 0
-    public private(set) var misses = 0
     private var entries: [Int: (state: PrefillState, bytes: Int, used: Int)] = [:]
     private var clock = 0
 
@@ -148,11 +152,9 @@ public final class PrefillCache {
     public func state(_ key: Int, make: () throws -> PrefillState?) rethrows -> PrefillState? {
         clock += 1
         if let e = entries[key] {
-            hits += 1
             entries[key]?.used = clock
             return e.state
         }
-        misses += 1
         guard let s = try make() else { return nil }
         let size = s.byteCount
         entries[key] = (s, size, clock)

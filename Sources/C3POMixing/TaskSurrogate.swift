@@ -31,6 +31,13 @@ public enum TaskSurrogate {
         public var lossAfter: Float
     }
 
+    /// Mean cross-entropy with the router's own routing (the prefill's logits).
+    static func baseLoss(_ samples: [TuningSample]) -> Float {
+        samples.reduce(Float(0)) { acc, s in
+            acc + MCScoring.crossEntropy(s.labelIDs.map { s.state.logits[$0] }, gold: s.gold)
+        } / Float(max(samples.count, 1))
+    }
+
     public static func loss(model: RoutedMoEModel, samples: [TuningSample], target: [[Float]], criticalLayers: [Int],
                             coreExperts: Int) throws -> Float {
         var t: [Int: [Float]] = [:]
@@ -46,9 +53,7 @@ public enum TaskSurrogate {
 
     public static func optimize(model: RoutedMoEModel, samples: [TuningSample], start: [[Float]], criticalLayers: [Int],
                                 coreExperts: Int, budget: Int = 60, seed: UInt64 = 0x5EED) throws -> Result {
-        let before = samples.reduce(Float(0)) { acc, s in
-            acc + MCScoring.crossEntropy(s.labelIDs.map { s.state.logits[$0] }, gold: s.gold)
-        } / Float(max(samples.count, 1))
+        let before = baseLoss(samples)
         var current = start
         var currentLoss = try loss(model: model, samples: samples, target: current, criticalLayers: criticalLayers, coreExperts: coreExperts)
         var sigma: Float = 0.5
@@ -77,10 +82,8 @@ public enum TaskSurrogate {
     /// ∂L/∂φ = T ⊙ (∂L/∂T − Σ T ∂L/∂T). The lowest-loss iterate is returned (the start included).
     public static func optimizeByGradient(model: RoutedMoEModel, samples: [TuningSample], start: [[Float]], criticalLayers: [Int],
                                           coreExperts: Int, steps: Int = 20, learningRate: Float = 10) throws -> Result {
-        let before = samples.reduce(Float(0)) { acc, s in
-            acc + MCScoring.crossEntropy(s.labelIDs.map { s.state.logits[$0] }, gold: s.gold)
-        } / Float(max(samples.count, 1))
-        let e = model.expertCount, core = min(coreExperts, e)
+        let before = baseLoss(samples)
+        let core = min(coreExperts, model.expertCount)
         let p = MixingParameters(criticalLayers: criticalLayers, coreExperts: core, alpha: 0)
         var phi = start.map { layer in layer.map { Float(log(Double(max($0, 1e-8)))) } }
         func target(_ phi: [[Float]]) -> [[Float]] {
@@ -125,7 +128,6 @@ public enum TaskSurrogate {
             (loss, grad) = try evaluate(T)
             if loss < best.1 { best = (T, loss) }
         }
-        _ = e
         return Result(pathway: best.0, lossBefore: before, lossAfter: best.1)
     }
 }

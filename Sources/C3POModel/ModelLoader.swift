@@ -11,9 +11,6 @@ public enum ModelLoader {
 
     /// The largest config.json / generation_config.json read (real ones are a few KB).
     public static let maxConfigBytes = 16 << 20
-    /// The largest tokenizer.json read (real ones are up to about 35 MB; parsing takes several
-    /// times the file's size in memory).
-    public static let maxTokenizerBytes = 256 << 20
 
     public static func load(directory: URL) throws -> RoutedMoEModel {
         let configURL = directory.appendingPathComponent("config.json")
@@ -29,7 +26,7 @@ public enum ModelLoader {
         let tokenizerURL = directory.appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: tokenizerURL.path) else { throw FileError.missing(directory, "tokenizer.json") }
         // One read of tokenizer.json: the bytes parsed are the bytes hashed into the identity.
-        let tokenizerData = try FileError.read(tokenizerURL, limit: maxTokenizerBytes, what: "a tokenizer.json")
+        let tokenizerData = try FileError.read(tokenizerURL, limit: TokenizerLoader.maxBytes, what: "a tokenizer.json")
         let tokenizer = try TokenizerLoader.load(tokenizerData, url: tokenizerURL)
         var tokenizerHasher = SHA256Hasher()
         tokenizerHasher.update(tokenizerData)

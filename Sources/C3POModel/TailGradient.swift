@@ -93,6 +93,7 @@ extension MoEDecoderModel {
         var v: [Float]
         var attention: [[Float]]  // per row [heads, p + 1] softmax weights of its one query
         var x1: [Float]           // [m, hidden] xIn + o_proj(attention output)
+        var b: [Float]            // [m, hidden] post_attention_layernorm(x1), the feed-forward input
         var ffn: FeedForwardTape
     }
 
@@ -312,7 +313,7 @@ extension MoEDecoderModel {
             }
         }
         return LayerTape(xIn: xIn, qProjected: qP, kProjected: kP, qNormed: qN, kNormed: kN, vProjected: vP, q: q,
-                         keys: cachedKeys, values: cachedValues, k: k, v: v, attention: probs, x1: x1, ffn: ffn)
+                         keys: cachedKeys, values: cachedValues, k: k, v: v, attention: probs, x1: x1, b: b, ffn: ffn)
     }
 
     /// The lowest overridden layer of each row, from the state's memo: attention and the experts'
@@ -335,9 +336,7 @@ extension MoEDecoderModel {
                                       cachedValues: [st.values[l]], weights: weights, pool: pool)
                 let x = LowestLayerMemo.Layer()
                 x.x1 = one.x1
-                var b = [Float](repeating: 0, count: h)
-                rmsNorm(one.x1, into: &b, rows: 1, weight: layers[l].postAttentionNorm)
-                x.b = b
+                x.b = one.b
                 for g in one.ffn.groups { x.outs[g.expert] = g.out }
                 if let sg = one.ffn.shared { x.shared = sg.out; x.sharedGate = sg.gates[0] }
                 return x
@@ -374,9 +373,12 @@ extension MoEDecoderModel {
                 dGate[entry.row][entry.slot] = acc
             }
         }
-        return (0..<f.routing.count).map { r in
-            distributionGradient(f.distributions[r], f.routing[r], dGate[r]).map { $0 / f.omegaSum! }
-        }
+        return omegaGradients(f, dGate)
+    }
+
+    /// ∂loss/∂ω per row of an overridden layer (dist = ω / Σω) from ∂loss/∂(mixing weight) [m][k].
+    private func omegaGradients(_ f: FeedForwardTape, _ dGate: [[Float]]) -> [[Float]] {
+        (0..<f.routing.count).map { r in distributionGradient(f.distributions[r], f.routing[r], dGate[r]).map { $0 / f.omegaSum! } }
     }
 
     /// ∂loss/∂(distribution top-k was taken from), minus its mean under the distribution:
@@ -459,21 +461,15 @@ extension MoEDecoderModel {
             for (i, entry) in g.entries.enumerated() { dGate[entry.row][entry.slot] = part!.1[i] }
         }
         if case .moe(let block) = layer.ffn {
-            var dLogits = [Float](repeating: 0, count: m * e) // [m, experts] (live router)
-            var omega: [[Float]] = []
-            for r in 0..<m {
-                let dist = t.ffn.distributions[r]
-                let centred = distributionGradient(dist, t.ffn.routing[r], dGate[r])
-                if let sum = t.ffn.omegaSum {
-                    omega.append(centred.map { $0 / sum }) // dist = ω / Σω
-                } else {
-                    // dist = softmax(router · b): ∂/∂logits = dist ⊙ (dDist − dist·dDist).
+            if t.ffn.omegaSum != nil {
+                dOmega = omegaGradients(t.ffn, dGate)
+            } else {
+                // dist = softmax(router · b): ∂/∂logits = dist ⊙ (dDist − dist·dDist).
+                var dLogits = [Float](repeating: 0, count: m * e) // [m, experts]
+                for r in 0..<m {
+                    let dist = t.ffn.distributions[r], centred = distributionGradient(dist, t.ffn.routing[r], dGate[r])
                     for j in 0..<e { dLogits[r * e + j] = dist[j] * centred[j] }
                 }
-            }
-            if t.ffn.omegaSum != nil {
-                dOmega = omega
-            } else {
                 dLogits.withUnsafeBufferPointer { gp in db.withUnsafeMutableBufferPointer {
                     Kernels.linearBackward(gp.baseAddress!, rows: m, weight: block.router, into: $0.baseAddress!, accumulate: true, pool: pool)
                 } }

@@ -32,9 +32,13 @@ extension SentencePieceBPETokenizer: TextTokenizer, TokenDecoding {
 /// otherwise (Metaspace or no pre-tokenizer: Llama / Mistral / Mixtral SentencePiece BPE) →
 /// `SentencePieceBPETokenizer`. Each refuses, by JSON path and value, what it does not run.
 public enum TokenizerLoader {
+    /// The largest tokenizer.json read (real ones are up to about 35 MB; parsing takes several
+    /// times the file's size in memory).
+    public static let maxBytes = 256 << 20
+
     public static func load(_ url: URL) throws -> any TextTokenizer {
         let data: Data
-        do { data = try FileError.read(url, limit: ModelLoader.maxTokenizerBytes, what: "a tokenizer.json") } catch let e as FileError { throw e } catch {
+        do { data = try FileError.read(url, limit: maxBytes, what: "a tokenizer.json") } catch let e as FileError { throw e } catch {
             throw TokenizerError.malformed(url, "cannot read: \(error.localizedDescription)")
         }
         return try load(data, url: url)

@@ -58,8 +58,8 @@ final class LoadingErrorTests: XCTestCase {
         try sparse(config, size: UInt64(ModelLoader.maxConfigBytes) + 1)
         assertLoadFails("bytes exceed the limit of \(ModelLoader.maxConfigBytes) bytes for a config.json")
         try kept.write(to: config)
-        try sparse(dir.appendingPathComponent("tokenizer.json"), size: UInt64(ModelLoader.maxTokenizerBytes) + 1)
-        assertLoadFails("bytes exceed the limit of \(ModelLoader.maxTokenizerBytes) bytes for a tokenizer.json")
+        try sparse(dir.appendingPathComponent("tokenizer.json"), size: UInt64(TokenizerLoader.maxBytes) + 1)
+        assertLoadFails("bytes exceed the limit of \(TokenizerLoader.maxBytes) bytes for a tokenizer.json")
     }
 
     func testIntactCopyLoads() throws { XCTAssertEqual(try ModelLoader.load(directory: dir).layerCount, 2) }

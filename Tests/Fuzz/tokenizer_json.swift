@@ -12,5 +12,5 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// ModelError's message names the supported model types, and the tokenizer reader its size cap; the loader itself is not part of this target.
-enum ModelLoader { static let supportedTypes: [String] = []; static let maxTokenizerBytes = 256 << 20 }
+/// ModelError's message names the supported model types; the loader itself is not part of this target.
+enum ModelLoader { static let supportedTypes: [String] = [] }
