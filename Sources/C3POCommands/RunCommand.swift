@@ -226,7 +226,7 @@ public struct RunCommand: ParsableCommand {
         if let out { try AtomicWrite.write(lines, to: out.url) }
         if let shard, let out {
             let part = ResultPart(shard: shard, test: .init(path: test.typed, sha256: try SHA256Hasher.hexDigest(ofFile: testURL), questions: total),
-                                  indexManifestSHA256: try SHA256Hasher.hexDigest(ofFile: refIndex.directory.appendingPathComponent(ReferenceIndex.manifestFile)),
+                                  indexManifestSHA256: try SHA256Hasher.hexDigest(ofFile: refIndex.directory.appendingPathComponent(IndexFolder.manifestFile)),
                                   model: model.identity.configSHA256, run: runIdentity, method: method, similarityFloor: similarityFloor,
                                   neighborDraw: neighbors, heldTasks: runner.heldTasks.sorted(), positions: positions ?? [])
             try part.write(besides: out.url)

@@ -10,8 +10,9 @@ public enum JSONLines {
         public var description: String { "\(url.path):\(line): \(reason)" }
     }
 
-    /// The non-blank lines of a UTF-8 text file with their 1-based line numbers.
-    public static func lines(of url: URL) throws -> [(number: Int, text: Substring)] {
+    /// The non-blank lines of a UTF-8 text file with their 1-based line numbers; a line longer
+    /// than `maxLineBytes` is refused by number.
+    public static func lines(of url: URL, maxLineBytes: Int = .max) throws -> [(number: Int, text: Substring)] {
         guard FileManager.default.fileExists(atPath: url.path) else { throw FileError.missing(url, "file") }
         let file = try MappedFile(url: url) // (Foundation's Data(contentsOf:) leaks 4 KiB on an empty file)
         let data = Data(bytes: file.base, count: file.count)
@@ -30,6 +31,7 @@ public enum JSONLines {
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
             n += 1
             let t = raw.hasSuffix("\r") ? raw.dropLast() : raw
+            if t.utf8.count > maxLineBytes { throw LineError(url: url, line: n, reason: "\(t.utf8.count) bytes, longer than the limit of \(maxLineBytes) bytes a line") }
             if t.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
             out.append((n, t))
         }
@@ -37,9 +39,9 @@ public enum JSONLines {
     }
 
     /// Decodes each line as `T`.
-    public static func decode<T: Decodable>(_ type: T.Type, from url: URL) throws -> [T] {
+    public static func decode<T: Decodable>(_ type: T.Type, from url: URL, maxLineBytes: Int = .max) throws -> [T] {
         let decoder = JSONDecoder()
-        return try lines(of: url).map { number, text in
+        return try lines(of: url, maxLineBytes: maxLineBytes).map { number, text in
             do {
                 return try decoder.decode(T.self, from: Data(text.utf8))
             } catch let DecodingError.keyNotFound(key, _) {

@@ -20,7 +20,7 @@ public enum IndexCompatibilityError: Error, CustomStringConvertible {
 /// else's engine; only its shape can be checked.
 public enum IndexCompatibility {
     public static func check(_ manifest: IndexManifest, directory: URL, model: ModelIdentity) throws {
-        let manifestURL = directory.appendingPathComponent(ReferenceIndex.manifestFile)
+        let manifestURL = directory.appendingPathComponent(IndexFolder.manifestFile)
         guard manifest.layers == model.layers, manifest.experts == model.experts else {
             throw IndexCompatibilityError.shape(manifestURL,
                 "the index holds pathways of \(manifest.layers) layers × \(manifest.experts) experts; the model '\(model.id)' has \(model.layers) layers × \(model.experts) experts: refusing to mix them")

@@ -96,17 +96,17 @@ public enum IndexWriter {
 
         try AtomicWrite.buildDirectory(at: directory) { tmp in
             try NPY.encode(float32: contents.embeddings, shape: [n, d])
-                .write(to: tmp.appendingPathComponent(ReferenceIndex.embeddingsFile))
+                .write(to: tmp.appendingPathComponent(IndexFolder.embeddingsFile))
             try NPY.encode(float32: contents.pathways, shape: [n, contents.layers, contents.experts])
-                .write(to: tmp.appendingPathComponent(ReferenceIndex.pathwaysFile))
-            try faiss.write(to: tmp.appendingPathComponent(ReferenceIndex.faissFile))
-            try JSONLines.encode(records).write(to: tmp.appendingPathComponent(ReferenceIndex.recordsFile))
+                .write(to: tmp.appendingPathComponent(IndexFolder.pathwaysFile))
+            try faiss.write(to: tmp.appendingPathComponent(IndexFolder.faissFile))
+            try JSONLines.encode(records).write(to: tmp.appendingPathComponent(IndexFolder.recordsFile))
             if let weights = contents.taskWeights {
-                try weights.encoded().write(to: tmp.appendingPathComponent(ReferenceIndex.taskWeightsFile))
+                try weights.encoded().write(to: tmp.appendingPathComponent(IndexFolder.taskWeightsFile))
             }
             // Every file's size and SHA-256, verified by every reader before it parses the file.
             var files: [String: IndexManifest.FileEntry] = [:]
-            for name in ReferenceIndex.dataFiles {
+            for name in IndexFolder.dataFiles {
                 let url = tmp.appendingPathComponent(name)
                 guard FileManager.default.fileExists(atPath: url.path) else { continue }
                 files[name] = try IndexManifest.FileEntry(of: url)
@@ -118,7 +118,7 @@ public enum IndexWriter {
             let manifestData = Data(pretty.replacingOccurrences(of: #"\{\n\s*\}"#, with: "{}", options: .regularExpression)
                 .replacingOccurrences(of: #"\[\n\s*\]"#, with: "[]", options: .regularExpression).utf8)
             // The manifest last: a folder with a manifest is a complete folder.
-            try manifestData.write(to: tmp.appendingPathComponent(ReferenceIndex.manifestFile))
+            try manifestData.write(to: tmp.appendingPathComponent(IndexFolder.manifestFile))
         }
         return manifest
     }

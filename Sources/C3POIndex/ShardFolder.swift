@@ -105,10 +105,7 @@ public enum ShardFolder {
         }
         let recordsURL = directory.appendingPathComponent(recordsFile)
         guard FileManager.default.fileExists(atPath: recordsURL.path) else { throw ReferenceIndexError.missingFile(recordsURL) }
-        let records = try JSONLines.decode(ReferenceRecord.self, from: recordsURL)
-        guard records.count == m.count else {
-            throw ReferenceIndexError.invalid(recordsURL, "\(records.count) records, shard.json 'count' is \(m.count)")
-        }
+        let records = try IndexFolder.readRecords(recordsURL, count: m.count, rowsAreLines: false, countField: "shard.json 'count'")
         let pathURL = directory.appendingPathComponent(pathwaysFile)
         guard FileManager.default.fileExists(atPath: pathURL.path) else { throw ReferenceIndexError.missingFile(pathURL) }
         let (header, pathways) = try NPY.readFloats(pathURL)

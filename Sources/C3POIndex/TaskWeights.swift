@@ -51,16 +51,28 @@ public struct TaskWeights: Codable, Sendable, Equatable {
 
     /// Nil when the folder has no `task_weights.json` (an index built from archives alone).
     public static func load(indexDirectory: URL) throws -> TaskWeights? {
-        let url = indexDirectory.appendingPathComponent(ReferenceIndex.taskWeightsFile)
+        let url = indexDirectory.appendingPathComponent(IndexFolder.taskWeightsFile)
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try load(url)
+    }
+
+    /// The largest `task_weights.json` read (real ones: a few KB a task).
+    public static let maxBytes = 64 << 20
+
+    /// One `task_weights.json`, checked task by task.
+    public static func load(_ url: URL) throws -> TaskWeights {
+        let data = try FileError.read(url, limit: maxBytes, what: "a task_weights.json")
         let tw: TaskWeights
-        do { tw = try JSONDecoder().decode(TaskWeights.self, from: Data(contentsOf: url)) }
+        do { tw = try JSONDecoder().decode(TaskWeights.self, from: data) }
         catch { throw LoadError.invalid(url, "cannot decode: \(error)") }
         for (name, t) in tw.tasks {
             guard t.alpha.isFinite, (0...1).contains(t.alpha) else { throw LoadError.invalid(url, "task '\(name)': alpha \(t.alpha) not in [0, 1]") }
             guard t.bandwidth.isFinite, t.bandwidth > 0 else { throw LoadError.invalid(url, "task '\(name)': bandwidth \(t.bandwidth) not positive") }
             if let p = t.pathway, p.count != t.criticalLayers.count {
                 throw LoadError.invalid(url, "task '\(name)': pathway has \(p.count) layers for \(t.criticalLayers.count) critical layers")
+            }
+            if let p = t.pathway, let bad = p.joined().first(where: { !$0.isFinite || $0 < 0 }) {
+                throw LoadError.invalid(url, "task '\(name)': pathway holds \(bad), not a finite non-negative weight")
             }
         }
         return tw

@@ -82,21 +82,14 @@ public struct ReportIndex: Sendable {
             }
             return f
         }
-        let manifestURL = try file(ReferenceIndex.manifestFile)
-        let manifest: IndexManifest
-        do { manifest = try JSONDecoder().decode(IndexManifest.self, from: Data(contentsOf: manifestURL)) } catch {
-            throw ReportError.invalidIndex(manifestURL, "not a readable index manifest: \(error)")
-        }
+        let manifest = try IndexFolder.readManifest(try file(IndexFolder.manifestFile))
         // The checks every reader of an index folder makes first (sizes and SHA-256 of the manifest).
-        try ReferenceIndex.verifyFiles(manifest, in: url)
-        let records = try JSONLines.decode(ReferenceRecord.self, from: try file(ReferenceIndex.recordsFile))
-        let pathURL = try file(ReferenceIndex.pathwaysFile)
+        try IndexFolder.verifyFiles(manifest, in: url)
+        let records = try IndexFolder.readRecords(try file(IndexFolder.recordsFile), count: manifest.count, tasks: manifest.tasks)
+        let pathURL = try file(IndexFolder.pathwaysFile)
         let (header, values) = try NPY.readFloats(pathURL)
         guard header.shape == [records.count, manifest.layers, manifest.experts] else {
             throw ReportError.invalidIndex(pathURL, "shape \(header.shape), expected [\(records.count), \(manifest.layers), \(manifest.experts)] (records, manifest 'layers', 'experts')")
-        }
-        for (i, r) in records.enumerated() where r.row != i {
-            throw ReportError.invalidIndex(url, "records.jsonl line \(i + 1): field 'row' is \(r.row), expected \(i)")
         }
         self.init(directory: url.path, manifest: manifest, records: records, pathways: values)
     }

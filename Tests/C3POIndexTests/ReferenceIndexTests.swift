@@ -409,7 +409,7 @@ final class IndexVerificationTests: XCTestCase {
         let a = try build("a"), b = try build("b", records: Array(Fixtures.sciq.prefix(2)) + Fixtures.openbookqa)
         let m = try ReferenceIndex(directory: a).manifest
         XCTAssertEqual(Set(m.files?.keys ?? [:].keys), ["embeddings.npy", "index.faiss", "pathways.npy", "records.jsonl"])
-        XCTAssertEqual(try ReferenceIndex.verifyFiles(m, in: a).count, 4)
+        XCTAssertEqual(try IndexFolder.verifyFiles(m, in: a).count, 4)
         let fm = FileManager.default
         func fresh() throws -> URL {
             let c = dir.appendingPathComponent("c-\(UUID())")

@@ -164,7 +164,7 @@ final class ReportTests: XCTestCase {
 
     func testIndexWithWrongPathwayShapeIsRefused() throws {
         let w = try written(SyntheticRun())
-        try NPY.write(float32: [Float](repeating: 0.125, count: 8 * 3), shape: [3, 8], to: w.index.appendingPathComponent(ReferenceIndex.pathwaysFile))
+        try NPY.write(float32: [Float](repeating: 0.125, count: 8 * 3), shape: [3, 8], to: w.index.appendingPathComponent(IndexFolder.pathwaysFile))
         XCTAssertThrowsError(try ReportIndex(directory: w.index)) { e in
             XCTAssertTrue("\(e)".contains("pathways.npy"), "\(e)")
         }

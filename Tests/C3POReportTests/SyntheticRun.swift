@@ -71,12 +71,12 @@ struct SyntheticRun {
             records.append(try encoder.encode(rec)); records.append(0x0a)
             for _ in 0..<layers { pathways.append(contentsOf: rows[rng.below(rows.count)].values) }
         }
-        try records.write(to: indexDir.appendingPathComponent(ReferenceIndex.recordsFile))
-        try NPY.write(float32: pathways, shape: [references, layers, experts], to: indexDir.appendingPathComponent(ReferenceIndex.pathwaysFile))
+        try records.write(to: indexDir.appendingPathComponent(IndexFolder.recordsFile))
+        try NPY.write(float32: pathways, shape: [references, layers, experts], to: indexDir.appendingPathComponent(IndexFolder.pathwaysFile))
         let manifest = IndexManifest(created: "2026-12-01T00:00:00Z", embedder: .init(id: "synthetic", dimension: 4), model: nil,
                                      layers: layers, experts: experts, criticalLayers: criticalLayers, factory: "Flat",
                                      count: references, tasks: perTask, sources: [], filters: .init(), mixing: .defaults)
-        try encoder.encode(manifest).write(to: indexDir.appendingPathComponent(ReferenceIndex.manifestFile))
+        try encoder.encode(manifest).write(to: indexDir.appendingPathComponent(IndexFolder.manifestFile))
 
         // Per question: base correctness and neighbours, shared by every run.
         struct Q { var id: String; var task: String; var baseRight: Bool; var nb: [(Int, Float)]; var base: [Int]; var draw: [Double] }
