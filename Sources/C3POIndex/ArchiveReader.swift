@@ -55,6 +55,12 @@ public struct ArchiveReader {
         return !parts.contains("..")
     }
 
+    /// libarchive's message for its last error, which it does not always set (a gzip stream that
+    /// ends inside its header fails to open with none: the fuzzer's find, a nil C string).
+    static func message(_ a: OpaquePointer, or fallback: String) -> String {
+        archive_error_string(a).map { String(cString: $0) } ?? fallback
+    }
+
     /// Calls `body(path, contents)` for each regular file, in archive order. Sizes are
     /// enforced while reading, so a lying header cannot slip a huge entry through.
     public func forEachFile(_ body: (String, Data) throws -> Void) throws {
@@ -67,7 +73,7 @@ public struct ArchiveReader {
         archive_read_support_format_gnutar(a)
         guard FileManager.default.fileExists(atPath: name) else { throw Error.cannotOpen(name, "no such file") }
         guard archive_read_open_filename(a, name, 1 << 16) == ARCHIVE_OK else {
-            throw Error.cannotOpen(name, String(cString: archive_error_string(a)))
+            throw Error.cannotOpen(name, Self.message(a, or: "not a readable archive"))
         }
         var total: Int64 = 0
         var entry: OpaquePointer?
@@ -76,7 +82,7 @@ public struct ArchiveReader {
             let r = archive_read_next_header(a, &entry)
             if r == ARCHIVE_EOF { break }
             guard r == ARCHIVE_OK || r == ARCHIVE_WARN, let entry else {
-                throw Error.corrupt(name, archive_error_string(a).map { String(cString: $0) } ?? "bad header")
+                throw Error.corrupt(name, Self.message(a, or: "bad header"))
             }
             let path = archive_entry_pathname(entry).map { String(cString: $0) } ?? ""
             guard Self.isSafe(path: path) else { throw Error.unsafePath(name, path) }
@@ -91,7 +97,7 @@ public struct ArchiveReader {
                 let n = chunk.withUnsafeMutableBytes { archive_read_data(a, $0.baseAddress, $0.count) }
                 if n == 0 { break }
                 guard n > 0 else {
-                    throw Error.corrupt(name, "entry '\(path)': " + (archive_error_string(a).map { String(cString: $0) } ?? "read failed"))
+                    throw Error.corrupt(name, "entry '\(path)': " + Self.message(a, or: "read failed"))
                 }
                 total += Int64(n)
                 if Int64(data.count + n) > limits.maxEntryBytes { throw Error.entryTooLarge(name, path, limits.maxEntryBytes) }

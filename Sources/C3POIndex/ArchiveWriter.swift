@@ -26,7 +26,7 @@ public enum ArchiveWriter {
             archive_write_add_filter_gzip(a)
         }
         guard archive_write_open_filename(a, tmp.path) == ARCHIVE_OK else {
-            throw Error(message: String(cString: archive_error_string(a)))
+            throw Error(message: ArchiveReader.message(a, or: "libarchive gave no message"))
         }
         for (path, data) in entries {
             guard let e = archive_entry_new() else { throw Error(message: "archive_entry_new failed") }
@@ -35,11 +35,11 @@ public enum ArchiveWriter {
             archive_entry_set_size(e, Int64(data.count))
             archive_entry_set_filetype(e, ArchiveReader.regularFile)
             archive_entry_set_perm(e, 0o644)
-            guard archive_write_header(a, e) == ARCHIVE_OK else { throw Error(message: String(cString: archive_error_string(a))) }
+            guard archive_write_header(a, e) == ARCHIVE_OK else { throw Error(message: ArchiveReader.message(a, or: "libarchive gave no message")) }
             let written = data.withUnsafeBytes { archive_write_data(a, $0.baseAddress, $0.count) }
             guard written == data.count else { throw Error(message: "short write of '\(path)'") }
         }
-        guard archive_write_close(a) == ARCHIVE_OK else { throw Error(message: String(cString: archive_error_string(a))) }
+        guard archive_write_close(a) == ARCHIVE_OK else { throw Error(message: ArchiveReader.message(a, or: "libarchive gave no message")) }
         guard rename(tmp.path, url.path) == 0 else { throw Error(message: "rename to \(url.path) failed") }
     }
 }
