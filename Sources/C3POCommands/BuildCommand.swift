@@ -81,6 +81,9 @@ public struct BuildCommand: ParsableCommand {
     @Option(name: .customLong("task-surrogate"), help: ArgumentHelp("With --model: how each task's surrogate pathway (--method task) is searched: es (a (1+1) evolution strategy on forward passes) or gradient (gradient descent with the exact tail gradients of --method ngd).", valueName: "es|gradient"))
     public var taskSurrogate: TaskSurrogate.Optimiser = LeaveOneOutTuner.defaultSurrogate
 
+    @Flag(help: "With --model: store each reference's prefix state (the keys and values of the critical layers in float16, Index/README.md, Stored states), so that c3po-apply --method ngd runs no prefill of a neighbour. One more prefill a reference at build time; about 2 × critical layers × tokens × kv width × 2 bytes a reference.")
+    public var cacheStates = false
+
     @Flag(help: "No progress lines on stderr.")
     public var quiet = false
 
@@ -103,6 +106,10 @@ public struct BuildCommand: ParsableCommand {
             if let file = references.first(where: { $0.typed.hasSuffix(".jsonl") }) {
                 throw ValidationError("--reference takes archives of recorded routing (.zip, .tar, .tar.gz); '\(file)' looks like a benchmark file: record it with --model DIR --benchmark \(file)")
             }
+        }
+        if cacheStates {
+            guard model != nil else { throw ValidationError("--cache-states needs --model: the states are the model's prefills of the references' prompts") }
+            guard shard == nil else { throw ValidationError("--cache-states cannot be sharded yet: build the index with --model in one run") }
         }
         if let d = dedup, !(d > 0 && d <= 1) { throw ValidationError("--dedup must be in (0, 1], got \(d)") }
         if let m = maxArchiveBytes, m <= 0 { throw ValidationError("--max-archive-bytes must be positive") }
@@ -204,10 +211,12 @@ public struct BuildCommand: ParsableCommand {
             t.surrogate = taskSurrogate
             return t
         }
-        let manifest = try IndexBuilder.build(set, vectors: vectors, model: model?.identity, tuner: tuner,
+        let states = cacheStates ? model.map { PrefillStateRecorder(model: $0, progress: !quiet) } : nil
+        let manifest = try IndexBuilder.build(set, vectors: vectors, model: model?.identity, tuner: tuner, states: states,
                                               out: outURL, options: try builderOptions, note: note)
         if model != nil { try? FileManager.default.removeItem(at: PathwayRecorder.workDirectory(for: outURL)) }
         let tasks = manifest.tasks.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        print("wrote \(outURL.path): \(manifest.count) records (\(tasks)), dimension \(manifest.embedder.dimension), \(manifest.layers)x\(manifest.experts) pathways, \(manifest.factory), mixing \(manifest.mixing.source), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        let stored = manifest.states.map { ", states of \($0.references) references (\($0.tokens) tokens, layers \($0.fromLayer)-\($0.fromLayer + $0.layers - 1))" } ?? ""
+        print("wrote \(outURL.path): \(manifest.count) records (\(tasks)), dimension \(manifest.embedder.dimension), \(manifest.layers)x\(manifest.experts) pathways, \(manifest.factory), mixing \(manifest.mixing.source)\(stored), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
     }
 }

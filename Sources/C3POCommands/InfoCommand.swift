@@ -36,11 +36,13 @@ public struct InfoCommand: ParsableCommand {
         var filters: IndexManifest.Filters
         var searchParameters: [String: Double]
         var taskWeights: Bool
+        /// The stored states' shape (`build --cache-states`); null when none.
+        var states: IndexManifest.States?
         /// What this machine's products run on (not a property of the index): BLASCore.summary.
         var runtime: String
 
         enum CodingKeys: String, CodingKey {
-            case count, dimension, embedder, layers, experts, tasks, factory, metric, created, mixing, model, sources, filters, runtime
+            case count, dimension, embedder, layers, experts, tasks, factory, metric, created, mixing, model, sources, filters, runtime, states
             case formatVersion = "format_version", sizeBytes = "size_bytes", criticalLayers = "critical_layers"
             case searchParameters = "search_parameters", taskWeights = "task_weights"
         }
@@ -56,7 +58,7 @@ public struct InfoCommand: ParsableCommand {
             try c.encode(mixing, forKey: .mixing); try c.encode(model, forKey: .model)
             try c.encode(sources, forKey: .sources); try c.encode(filters, forKey: .filters)
             try c.encode(searchParameters, forKey: .searchParameters); try c.encode(taskWeights, forKey: .taskWeights)
-            try c.encode(runtime, forKey: .runtime)
+            try c.encode(states, forKey: .states); try c.encode(runtime, forKey: .runtime)
         }
     }
 
@@ -91,7 +93,7 @@ public struct InfoCommand: ParsableCommand {
                             formatVersion: m.formatVersion, created: m.created, sizeBytes: Self.sizeOnDisk(dir),
                             criticalLayers: m.criticalLayers, mixing: m.mixing, model: m.model, sources: m.sources,
                             filters: m.filters, searchParameters: m.searchParameters, taskWeights: hasWeights,
-                            runtime: BLASCore.summary)
+                            states: m.states, runtime: BLASCore.summary)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -111,6 +113,10 @@ public struct InfoCommand: ParsableCommand {
         print("mixing     \(m.mixing.source) (alpha \(String(format: "%.2f", m.mixing.alpha)), bandwidth \(String(format: "%.2f", m.mixing.bandwidth)))\(hasWeights ? ", task_weights.json" : "")")
         let f = m.filters
         print("filters    include incorrect \(f.includeIncorrect), skipped incorrect \(f.skippedIncorrect), skipped invalid \(f.skippedInvalid), dedup \(f.dedup.map { String(format: "%.4g", $0) } ?? "off") (\(f.deduplicated) dropped)")
+        if let st = m.states {
+            let bytes = StoredStates.files.compactMap { m.files?[$0]?.bytes }.reduce(0, +)
+            print("states     \(st.references) references, \(st.tokens) tokens, layers \(st.fromLayer)-\(st.fromLayer + st.layers - 1), keys and values in \(st.dtype) (\(String(format: "%.1f", Double(bytes) / 1_048_576)) MiB; --method ngd prefills no neighbour)")
+        }
         for s in m.sources { print("source     \(s.path) (\(s.kind), \(s.records) records, sha256 \(s.sha256.prefix(12))…)") }
         print("size       \(String(format: "%.1f", Double(Self.sizeOnDisk(dir)) / 1_048_576)) MiB on disk")
         print("runtime    \(BLASCore.summary)")

@@ -239,6 +239,9 @@ public struct RunCommand: ParsableCommand {
             let bytes = try ReportCommand.write(results: results, label: method.rawValue, index: refIndex, test: test.typed, questions: questions, to: report.url)
             if !quiet { StandardError.write("report: \(report) (\(ReportCommand.size(bytes)))\n") }
         }
+        if !quiet, runner.restoredStates + runner.prefilledStates > 0 {
+            StandardError.write("neighbour states: \(runner.restoredStates) read from the index's stored states, \(runner.prefilledStates) by prefill\n")
+        }
         var summary = RunSummary(results: results, method: method, warnings: runner.warnings)
         summary.settings = settings
         if json {

@@ -69,12 +69,15 @@ public enum NPY {
         try AtomicWrite.write(encode(float16: values, shape: shape), to: url)
     }
 
-    static func headerData(_ dtype: DType, _ shape: [Int]) -> Data {
+    /// The header for `shape`, padded to a multiple of 64 bytes, or to `length` when given (it
+    /// must be a multiple of 64 with room for the dict).
+    static func headerData(_ dtype: DType, _ shape: [Int], length: Int? = nil) -> Data {
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var dict = "{'descr': '\(dtype.rawValue)', 'fortran_order': False, 'shape': \(shapeText), }"
         // magic (6) + version (2) + length (2) + dict + '\n' is padded to a multiple of 64.
         let unpadded = 10 + dict.utf8.count + 1
-        dict += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        let pad = length.map { max(0, $0 - unpadded) } ?? (64 - unpadded % 64) % 64
+        dict += String(repeating: " ", count: pad) + "\n"
         var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
         let len = UInt16(dict.utf8.count)
         data.append(contentsOf: [UInt8(len & 0xff), UInt8(len >> 8)])

@@ -145,10 +145,11 @@ public enum IndexBuilder {
     }
 
     /// The whole build: `assemble`, `tuner` (when given) on the pool, then the folder at
-    /// `out`, written atomically. Returns the manifest.
+    /// `out`, written atomically, with the references' stored states when `states` is given.
+    /// Returns the manifest.
     @discardableResult
     public static func build(_ set: ReferenceSet, vectors: Vectors, model: ModelIdentity? = nil, tuner: IndexTuner? = nil,
-                             out: URL, options: Options, shards: Int? = nil,
+                             states: IndexStateRecorder? = nil, out: URL, options: Options, shards: Int? = nil,
                              note: (String) -> Void = { StandardError.write($0 + "\n") }) throws -> IndexManifest {
         var a = try assemble(set, vectors: vectors, model: model, options: options, forTuning: tuner != nil)
         a.contents.shards = shards.map { IndexManifest.Shards(count: $0) }
@@ -160,7 +161,7 @@ public enum IndexBuilder {
             }
         }
         if options.progress { note("building faiss index \"\(options.factory)\" over \(a.contents.count) vectors") }
-        return try IndexWriter.write(a.contents, factory: options.factory, to: out)
+        return try IndexWriter.write(a.contents, factory: options.factory, to: out, states: states)
     }
 
     /// The paper's critical layers: the last 5 routed layers of the model (every layer when

@@ -148,6 +148,33 @@ public struct IndexManifest: Codable, Sendable, Equatable {
             self.init(bytes: size, sha256: try SHA256Hasher.hexDigest(ofFile: url))
         }
     }
+    /// `c3po-index build --cache-states`: the shape of the stored states (StoredStates.swift).
+    public struct States: Codable, Sendable, Equatable {
+        /// The lowest layer stored (the lowest critical layer); `layers` from it up.
+        public var fromLayer: Int
+        public var layers: Int
+        /// Keys (and values) per position in a layer: kv heads × head dim.
+        public var keyValueWidth: Int
+        public var hidden: Int
+        /// References with a state, and their tokens in all.
+        public var references: Int
+        public var tokens: Int
+        /// The keys' and values' precision.
+        public var dtype: String = "float16"
+
+        enum CodingKeys: String, CodingKey {
+            case layers, hidden, references, tokens, dtype
+            case fromLayer = "from_layer", keyValueWidth = "kv_width"
+        }
+
+        public init(fromLayer: Int, layers: Int, keyValueWidth: Int, hidden: Int, references: Int, tokens: Int) {
+            self.fromLayer = fromLayer; self.layers = layers; self.keyValueWidth = keyValueWidth; self.hidden = hidden
+            self.references = references; self.tokens = tokens
+        }
+    }
+    /// Set when the index stores its references' prefix states; absent otherwise.
+    public var states: States?
+
     /// What queries must embed to match this index.
     public var embeddedText: EmbedText { embedText ?? .question }
 
@@ -163,7 +190,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         case searchParameters = "search_parameters"
         case shards
         case embedText = "embed_text"
-        case files
+        case files, states
     }
 
     public init(format: String = IndexManifest.formatName, formatVersion: Int = IndexManifest.currentVersion,
@@ -200,6 +227,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         shards = try c.decodeIfPresent(Shards.self, forKey: .shards)
         embedText = try c.decodeIfPresent(EmbedText.self, forKey: .embedText)
         files = try c.decodeIfPresent([String: FileEntry].self, forKey: .files)
+        states = try c.decodeIfPresent(States.self, forKey: .states)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -224,6 +252,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         try c.encodeIfPresent(shards, forKey: .shards)
         try c.encodeIfPresent(embedText, forKey: .embedText)
         try c.encodeIfPresent(files, forKey: .files)
+        try c.encodeIfPresent(states, forKey: .states)
     }
 }
 
@@ -268,7 +297,7 @@ public enum IndexFolder {
     public static let recordsFile = "records.jsonl"
     public static let taskWeightsFile = "task_weights.json"
     /// The files a manifest lists with their size and SHA-256 (`files`).
-    public static let dataFiles = [embeddingsFile, faissFile, pathwaysFile, recordsFile, taskWeightsFile]
+    public static let dataFiles = [embeddingsFile, faissFile, pathwaysFile, recordsFile, taskWeightsFile] + StoredStates.files
     public static let requiredFiles: Set<String> = [embeddingsFile, faissFile, pathwaysFile, recordsFile]
 
     /// Checks every file the manifest lists, before anything parses it: present, of the size and
@@ -295,8 +324,12 @@ public enum IndexFolder {
             }
             checked.append((name, got.bytes))
         }
-        if files[taskWeightsFile] == nil, FileManager.default.fileExists(atPath: directory.appendingPathComponent(taskWeightsFile).path) {
-            throw ReferenceIndexError.invalid(directory.appendingPathComponent(taskWeightsFile), "not listed in the manifest's 'files' (added to the folder)")
+        for name in [taskWeightsFile] + StoredStates.files where files[name] == nil {
+            let url = directory.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: url.path) { throw ReferenceIndexError.invalid(url, "not listed in the manifest's 'files' (added to the folder)") }
+        }
+        if manifest.states != nil, let missing = StoredStates.files.first(where: { files[$0] == nil }) {
+            throw ReferenceIndexError.invalid(manifestURL, "field 'states' is set but 'files' lists no '\(missing)'")
         }
         return checked
     }

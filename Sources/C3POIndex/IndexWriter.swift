@@ -52,7 +52,8 @@ public enum IndexWriter {
     /// needs training, e.g. IVF), then writes every file into a temporary sibling of
     /// `directory` that replaces it only when complete. Returns the manifest.
     @discardableResult
-    public static func write(_ contents: IndexContents, factory: String, to directory: URL) throws -> IndexManifest {
+    public static func write(_ contents: IndexContents, factory: String, to directory: URL,
+                             states: IndexStateRecorder? = nil) throws -> IndexManifest {
         let n = contents.count, d = contents.dimension
         let bad = { (why: String) in ReferenceIndexError.badArgument("cannot write index \(directory.path): \(why)") }
         guard contents.layers > 0, contents.experts > 0, d > 0 else { throw bad("layers, experts and dimension must be positive") }
@@ -103,6 +104,9 @@ public enum IndexWriter {
             try JSONLines.encode(records).write(to: tmp.appendingPathComponent(IndexFolder.recordsFile))
             if let weights = contents.taskWeights {
                 try weights.encoded().write(to: tmp.appendingPathComponent(IndexFolder.taskWeightsFile))
+            }
+            if let states {
+                manifest.states = try states.writeStates(of: records, fromLayer: critical.min() ?? 0, into: tmp)
             }
             // Every file's size and SHA-256, verified by every reader before it parses the file.
             var files: [String: IndexManifest.FileEntry] = [:]

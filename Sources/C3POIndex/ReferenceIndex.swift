@@ -23,6 +23,8 @@ public final class ReferenceIndex: @unchecked Sendable {
     public let embeddings: [Float]
     /// `task_weights.json`, when the index was built with a model.
     public let taskWeights: TaskWeights?
+    /// The references' prefix states, when the index was built with `--cache-states` (mapped).
+    public let storedStates: StoredStates.Reader?
     /// The files checked against the manifest's sizes and SHA-256 when the folder was loaded
     /// (none for a folder written before checksums).
     public let verifiedFiles: [(name: String, bytes: Int)]
@@ -74,6 +76,7 @@ public final class ReferenceIndex: @unchecked Sendable {
         self.pathways = paths
         self.faiss = faiss
         self.taskWeights = try TaskWeights.load(indexDirectory: directory)
+        self.storedStates = try manifest.states.map { try StoredStates.Reader(directory: directory, shape: $0, count: n) }
     }
 
     /// Refuses a model other than the one whose pathways the index holds (`IndexCompatibility`).

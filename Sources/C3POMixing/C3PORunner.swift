@@ -257,6 +257,9 @@ public final class C3PORunner {
     /// What the last `run` found off target (tasks the index lacks, neighbours below the
     /// similarity floor, prompts that do not end where the label is read, skipped questions).
     public private(set) var warnings: [String] = []
+    /// Neighbour states made for tail work so far: read from the index's stored states, or by a prefill.
+    public private(set) var restoredStates = 0
+    public private(set) var prefilledStates = 0
 
     public init(model: RoutedMoEModel, embedder: SentenceEmbedder, pool: ReferencePool, taskWeights: TaskWeights?,
                 options: RunnerOptions, defaultAlpha: Float = MixingDefaults.alpha,
@@ -517,10 +520,12 @@ public final class C3PORunner {
             }
             let core = Dictionary(uniqueKeysWithValues: criticalLayers.map { ($0, CoreExperts.select(sample[$0], count: min(options.coreExperts, model.expertCount))) })
             guard let result = try NeighbourhoodGradient.optimise(model: model, start: start, core: core,
-                                                                  neighbours: try neighbourStates(hits, bandwidth: b), parameters: options.ngd)
+                                                                  neighbours: try neighbourStates(hits, bandwidth: b), parameters: options.ngd,
+                                                                  answer: .init(state: state, labelIDs: labelIDs))
             else { return (try tail(start), start, options.ngd.start == .kernel ? a : nil, b) }
             ngdLoss = [result.startLoss, result.loss]
-            return (try tail(result.override), result.override, options.ngd.start == .kernel ? a : nil, b)
+            let answer = try result.answerLogits.map(MCScoring.argmax) ?? tail(result.override)
+            return (answer, result.override, options.ngd.start == .kernel ? a : nil, b)
         case .kernel:
             var (a, b) = hyper()
             if options.alpha == .search {
@@ -581,6 +586,11 @@ public final class C3PORunner {
             let state = try states.state(h.row) {
                 let tokens = try model.encode(prompt)
                 guard !tokens.isEmpty, tokens.count <= model.maxContext else { return nil }
+                if let stored = try pool.storedState(h.row, tokens: tokens, model: model, fromLayer: fromLayer) {
+                    restoredStates += 1
+                    return stored
+                }
+                prefilledStates += 1
                 return try model.prefill(tokens, override: nil).keepingTail(from: fromLayer)
             }
             guard let state else { continue }

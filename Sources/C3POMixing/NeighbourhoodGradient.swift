@@ -62,15 +62,33 @@ public enum NeighbourhoodGradient {
         public var loss: Float
         /// Steps taken (gradient evaluations of every neighbour).
         public var steps: Int
+        /// The test question's label logits at the returned iterate, when they rode along with
+        /// the neighbours' last forward (the last iterate is the best); nil otherwise.
+        public var answerLogits: [Float]?
     }
 
-    /// The neighbours' kernel-weighted mean loss at `o`, and its gradient.
-    static func objective(model: RoutedMoEModel, _ o: RoutingOverride, _ neighbours: [NGDNeighbor], gradient: Bool = true) throws -> (Float, [Int: [Float]]) {
+    /// The test question itself, as an extra row of the last forward: its label logits at the
+    /// last iterate come with the neighbours' (the weights are streamed once for all rows), so
+    /// the answer needs no tail of its own when that iterate is the best.
+    public struct Answer {
+        public var state: PrefillState
+        public var labelIDs: [Int]
+        public init(state: PrefillState, labelIDs: [Int]) { self.state = state; self.labelIDs = labelIDs }
+    }
+
+    /// The neighbours' kernel-weighted mean loss at `o`, and its gradient; with `answer` (only
+    /// without a gradient), the answer's label logits at `o` too.
+    static func objective(model: RoutedMoEModel, _ o: RoutingOverride, _ neighbours: [NGDNeighbor], gradient: Bool = true,
+                          answer: Answer? = nil) throws -> (Float, [Int: [Float]], [Float]?) {
         let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
         var loss: Float = 0
         var grad: [Int: [Float]] = [:]
         let used = neighbours.filter { $0.weight > 0 }
-        let gradients = try model.tailGradients(used.map(\.state), override: o, rows: used.map(\.labelIDs), targets: used.map(\.gold), gradient: gradient)
+        let extra = gradient ? nil : answer // its loss is not part of L: no gold, target 0 is a placeholder
+        var gradients = try model.tailGradients(used.map(\.state) + (extra.map { [$0.state] } ?? []), override: o,
+                                                rows: used.map(\.labelIDs) + (extra.map { [$0.labelIDs] } ?? []),
+                                                targets: used.map(\.gold) + (extra == nil ? [] : [0]), gradient: gradient)
+        let answerLogits = extra == nil ? nil : gradients.removeLast().logits
         for (n, g) in zip(used, gradients) {
             let w = n.weight / total
             loss += w * g.loss
@@ -80,13 +98,13 @@ public enum NeighbourhoodGradient {
                 grad[l] = acc
             }
         }
-        return (loss, grad)
+        return (loss, grad, answerLogits)
     }
 
     /// Runs the steps from `start` (the critical layers' weights over all experts). `core` per
     /// layer: the experts that move. Nil when no neighbour carries kernel weight.
     public static func optimise(model: RoutedMoEModel, start: RoutingOverride, core: [Int: [Int]],
-                                neighbours: [NGDNeighbor], parameters p: NGDParameters) throws -> Result? {
+                                neighbours: [NGDNeighbor], parameters p: NGDParameters, answer: Answer? = nil) throws -> Result? {
         try p.validate()
         let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
         guard total > 0, total.isFinite else { return nil }
@@ -117,8 +135,9 @@ public enum NeighbourhoodGradient {
         }
         var current = start
         var sigma = shares(theta)
-        var (loss, grad) = try objective(model: model, current, neighbours)
+        var (loss, grad, _) = try objective(model: model, current, neighbours)
         var best = (override: current, loss: loss)
+        var answerLogits: [Float]?
         let startLoss = loss
         var taken = 0
         for step in 0..<p.steps {
@@ -129,12 +148,14 @@ public enum NeighbourhoodGradient {
             }
             sigma = shares(theta)
             current = pathway(sigma)
-            // The last iterate needs only its loss (is it the best?), not a gradient.
-            (loss, grad) = try objective(model: model, current, neighbours, gradient: step < p.steps - 1)
+            // The last iterate needs only its loss (is it the best?), not a gradient; the answer rides along.
+            let last = step == p.steps - 1
+            var logits: [Float]?
+            (loss, grad, logits) = try objective(model: model, current, neighbours, gradient: !last, answer: answer)
             taken += 1
-            if loss < best.loss { best = (current, loss) }
+            if loss < best.loss { best = (current, loss); answerLogits = logits }
         }
-        return Result(override: best.override, startLoss: startLoss, loss: best.loss, steps: taken)
+        return Result(override: best.override, startLoss: startLoss, loss: best.loss, steps: taken, answerLogits: answerLogits)
     }
 }
 

@@ -23,6 +23,8 @@ public struct ReferencePool: Sendable {
     /// search when loaded from an index folder): (queries, k, maxSimilarity) → hits of
     /// successful references.
     public var searcher: (@Sendable ([Float], Int, Float) throws -> [[Neighbor]])?
+    /// The references' stored prefix states (an index built with `--cache-states`).
+    public var states: StoredStates.Reader?
 
     public init(references: [ReferenceRecord], embeddings: [Float], dimension: Int, pathways: [Float], layers: Int, experts: Int) throws {
         let n = references.count
@@ -48,6 +50,7 @@ public struct ReferencePool: Sendable {
     public init(index: ReferenceIndex) throws {
         try self.init(references: index.records, embeddings: index.embeddings, dimension: index.dimension,
                       pathways: index.pathways, layers: index.layers, experts: index.experts)
+        states = index.storedStates
         let correct = index.records.map(\.correct)
         searcher = { queries, k, maxSimilarity in
             try index.search(queries, k: k, maxSimilarity: maxSimilarity, exclude: { !correct[$0] })

@@ -115,6 +115,36 @@ public final class DecoderPrefillState: PrefillState {
     }
 }
 
+extension MoEDecoderModel {
+    public func snapshot(_ state: PrefillState, fromLayer: Int) throws -> TailSnapshot {
+        guard let st = state as? DecoderPrefillState, st.modelID == ObjectIdentifier(self) else {
+            throw ModelError.input("snapshot: the state does not come from this model's prefill")
+        }
+        guard (0..<layerCount).contains(fromLayer) else { throw ModelError.input("snapshot: fromLayer \(fromLayer) out of range 0..<\(layerCount)") }
+        try st.checkTail(from: fromLayer, "snapshot")
+        return TailSnapshot(tokens: st.tokens, fromLayer: fromLayer, keys: Array(st.keys[fromLayer...]),
+                            values: Array(st.values[fromLayer...]), lastInputs: Array(st.lastInputs[fromLayer...]))
+    }
+
+    /// Checks every shape against this model, naming what is wrong, before any is used.
+    public func restore(_ s: TailSnapshot) throws -> PrefillState {
+        let n = s.tokens.count, tail = layerCount - s.fromLayer
+        guard (0..<layerCount).contains(s.fromLayer) else { throw ModelError.input("stored state: from layer \(s.fromLayer) outside 0..<\(layerCount)") }
+        guard n > 0, n <= maxContext else { throw ModelError.input("stored state: \(n) tokens, the model takes 1...\(maxContext)") }
+        if let bad = s.tokens.first(where: { !(0..<vocabularySize).contains($0) }) { throw ModelError.input("stored state: token \(bad) outside the vocabulary") }
+        guard s.keys.count == tail, s.values.count == tail, s.lastInputs.count == tail else {
+            throw ModelError.input("stored state: \(s.keys.count) layers of keys, \(s.values.count) of values, \(s.lastInputs.count) of inputs; layers \(s.fromLayer)..<\(layerCount) need \(tail)")
+        }
+        guard s.keys.allSatisfy({ $0.count == n * spec.kvDim }), s.values.allSatisfy({ $0.count == n * spec.kvDim }),
+              s.lastInputs.allSatisfy({ $0.count == spec.hidden }) else {
+            throw ModelError.input("stored state: keys and values must hold \(n) × \(spec.kvDim) values a layer and inputs \(spec.hidden)")
+        }
+        let empty = [[Float]](repeating: [], count: s.fromLayer)
+        return DecoderPrefillState(tokens: s.tokens, logits: [], routerProbs: [], keys: empty + s.keys, values: empty + s.values,
+                                   lastInputs: empty + s.lastInputs, modelID: ObjectIdentifier(self))
+    }
+}
+
 /// A decoder-only MoE causal LM built by a family file: the runtime's `RoutedMoEModel`.
 public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
     let spec: DecoderSpec

@@ -41,6 +41,23 @@ extension PrefillState {
     public func keepingTail(from layer: Int) -> PrefillState { self }
 }
 
+/// What tail work needs of one prefill from layer `fromLayer` up, as plain arrays.
+public struct TailSnapshot: Sendable, Equatable {
+    public var tokens: [Int]
+    public var fromLayer: Int
+    /// Per layer from `fromLayer` up: the keys and values of every position, after norms,
+    /// clipping and RoPE. [layers − fromLayer][tokens × kv heads · head dim]
+    public var keys: [[Float]]
+    public var values: [[Float]]
+    /// Per layer from `fromLayer` up: the residual stream entering it at the last position.
+    /// [layers − fromLayer][hidden]
+    public var lastInputs: [[Float]]
+
+    public init(tokens: [Int], fromLayer: Int, keys: [[Float]], values: [[Float]], lastInputs: [[Float]]) {
+        self.tokens = tokens; self.fromLayer = fromLayer; self.keys = keys; self.values = values; self.lastInputs = lastInputs
+    }
+}
+
 /// A Mixture-of-Experts causal LM whose last-position routing can be read and rewritten.
 public protocol RoutedMoEModel: AnyObject {
     var identity: ModelIdentity { get }
@@ -89,6 +106,13 @@ public protocol RoutedMoEModel: AnyObject {
     /// are the new position's; it can be decoded from again.
     func decode(_ state: PrefillState, token: Int, override: RoutingOverride?) throws -> PrefillState
 
+    /// What tail work from `fromLayer` up needs of `state`, as plain arrays (what `c3po-index
+    /// build --cache-states` stores per reference), and the state made again from it. A restored
+    /// state serves tail work only (re-evaluation, the tail gradient, from `fromLayer` or above):
+    /// its logits and routing are empty.
+    func snapshot(_ state: PrefillState, fromLayer: Int) throws -> TailSnapshot
+    func restore(_ snapshot: TailSnapshot) throws -> PrefillState
+
     /// The token ids that end generation (`eos_token_id` of generation_config.json, else of
     /// config.json); empty when the checkpoint names none.
     var endTokenIDs: Set<Int> { get }
@@ -104,6 +128,12 @@ extension RoutedMoEModel {
         throw ModelError.input("this model has no decoding step")
     }
     public var endTokenIDs: Set<Int> { [] }
+    public func snapshot(_ state: PrefillState, fromLayer: Int) throws -> TailSnapshot {
+        throw ModelError.input("this model's states cannot be stored")
+    }
+    public func restore(_ snapshot: TailSnapshot) throws -> PrefillState {
+        throw ModelError.input("this model's states cannot be stored")
+    }
     public func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient {
         throw ModelError.input("this model has no tail gradient")
     }

@@ -41,6 +41,56 @@ final class NGDCommandTests: PIQAWorkspaceCase {
         XCTAssertEqual(zero.map { $0["c3po_pathway"] as? [String: [Double]] }, kernel.map { $0["c3po_pathway"] as? [String: [Double]] })
     }
 
+    /// `c3po-index build --cache-states`: the folder stores every reference's prefix state, and
+    /// ngd over it answers as over the same index without states, with no prefill of a neighbour
+    /// (the keys and values in float16: the losses agree to float16's precision). A damaged
+    /// states file is refused by name before it is used.
+    func testStoredStatesServeNGDWithoutAPrefill() throws {
+        let b = try Binaries.run("c3po-index", ["build", "--model", Self.model, "--benchmark", path("bench.jsonl"), "--out", path("idx-states"),
+                                                "--cache-states", "--quiet"])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        let manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path("idx-states/manifest.json")))) as? [String: Any])
+        let states = try XCTUnwrap(manifest["states"] as? [String: Any])
+        XCTAssertEqual(states["references"] as? Int, manifest["count"] as? Int, "every reference has a prompt the model runs")
+        XCTAssertEqual(states["dtype"] as? String, "float16")
+        let files = try XCTUnwrap(manifest["files"] as? [String: Any])
+        for f in ["states_rows.npy", "states_tokens.npy", "states_kv.npy", "states_inputs.npy"] { XCTAssertNotNil(files[f], f) }
+        XCTAssertEqual(try Binaries.run("c3po-index", ["verify", "--index", path("idx-states")]).status, 0)
+
+        func ngd(_ index: String) throws -> ([[String: Any]], String) {
+            let out = path("\(index).jsonl")
+            let r = try Binaries.run("c3po-apply", ["--index", path(index), "--model", Self.model, "--test", path("test.jsonl"),
+                                                    "--method", "ngd", "--json", "--out", out])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map {
+                try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            }
+            return (rows, r.stderr)
+        }
+        let (stored, storedLog) = try ngd("idx-states")
+        let (computed, computedLog) = try ngd("idx")
+        XCTAssertTrue(storedLog.contains("read from the index's stored states, 0 by prefill"), storedLog)
+        XCTAssertTrue(computedLog.contains("neighbour states: 0 read from the index's stored states"), computedLog)
+        XCTAssertEqual(stored.map { $0["c3po_answer"] as? String }, computed.map { $0["c3po_answer"] as? String })
+        for (a, b) in zip(stored, computed) {
+            guard let la = a["ngd_loss"] as? [Double], let lb = b["ngd_loss"] as? [Double] else { continue }
+            for (x, y) in zip(la, lb) { XCTAssertEqual(x, y, accuracy: 2e-3 * max(1, abs(y)), "\(a["id"] ?? "")") }
+        }
+
+        // A states file cut short: refused by name, before anything reads it.
+        let kv = URL(fileURLWithPath: path("idx-states/states_kv.npy"))
+        let h = try FileHandle(forWritingTo: kv)
+        try h.truncate(atOffset: try h.seekToEnd() - 2)
+        try h.close()
+        let r = try Binaries.run("c3po-apply", ["--index", path("idx-states"), "--model", Self.model, "--test", path("test.jsonl"), "--method", "ngd"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("states_kv.npy") && r.stderr.contains("truncated or replaced"), r.stderr)
+
+        let refused = try Binaries.run("c3po-index", ["build", "--reference", path("none.zip"), "--out", path("x"), "--cache-states"])
+        XCTAssertEqual(refused.status, 64, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("--cache-states needs --model"), refused.stderr)
+    }
+
     func testOptionsAreValidated() throws {
         for (args, message) in [(["--ngd-lr", "0"], "--ngd-lr must be positive"), (["--ngd-steps=-1"], "--ngd-steps must not be negative"),
                                 (["--state-cache-mb=-5"], "--state-cache-mb must not be negative")] {

@@ -45,6 +45,28 @@ final class NeighbourhoodGradientTests: XCTestCase {
         XCTAssertEqual(none.loss, none.startLoss)
     }
 
+    /// The test question rides along with the neighbours' last forward: its label logits there
+    /// are the tail's at the returned pathway (when the last iterate is the best; else none).
+    func testTheAnswerRidingAlongIsTheTailsAnswer() throws {
+        let (model, neighbours, _) = try fixture()
+        let test = try model.prefill(try model.encode("A test question?\nAnswer:"), override: nil)
+        let layers = Array(1..<model.layerCount)
+        let start = RoutingOverride.identity(pathway: test.routerProbs, layers: layers)
+        let core = Dictionary(uniqueKeysWithValues: layers.map { ($0, CoreExperts.select(test.routerProbs[$0], count: 4)) })
+        let rows = [5, 17, 42, 99]
+        var rode = 0
+        for steps in [1, 3, 10] {
+            let r = try XCTUnwrap(NeighbourhoodGradient.optimise(model: model, start: start, core: core, neighbours: neighbours,
+                                                                 parameters: NGDParameters(steps: steps, learningRate: 30, start: .own),
+                                                                 answer: .init(state: test, labelIDs: rows)))
+            guard let logits = r.answerLogits else { continue }
+            rode += 1
+            let tail = try model.reevaluateTail(test, fromLayer: 1, override: r.override, rows: rows)
+            for (a, b) in zip(logits, tail) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), "\(steps) steps") }
+        }
+        XCTAssertGreaterThan(rode, 0, "the last iterate is the best at least once")
+    }
+
     func testAStepLowersTheLossByItsFirstOrderTerm() throws {
         let (model, neighbours, sample) = try fixture()
         let layers = [model.layerCount - 1]

@@ -57,6 +57,11 @@ final class TailGradientTests: XCTestCase {
             let tail = try model.reevaluateTail(state, fromLayer: c.critical_layers.min()!, override: o, rows: c.label_ids)
             for (a, b) in zip(g.logits, tail) { XCTAssertEqual(a, b, accuracy: 1e-4, "\(folder) \(c.name): tape vs tail logits") }
             for (a, b) in zip(g.logits, c.label_logits) { worstLogit = max(worstLogit, abs(a - b)) }
+            // A state stored and restored (`--cache-states`, here without its float16 step) serves the tail as the prefill does.
+            let restored = try model.restore(try model.snapshot(state, fromLayer: c.critical_layers.min()!))
+            let again = try model.tailGradient(restored, override: o, rows: c.label_ids, target: c.target)
+            XCTAssertEqual(again.loss, g.loss, "\(folder) \(c.name): restored state")
+            XCTAssertEqual(again.omega, g.omega, "\(folder) \(c.name): restored state")
             XCTAssertEqual(g.loss, c.loss, accuracy: 1e-4 * max(1, abs(c.loss)), "\(folder) \(c.name): loss")
             XCTAssertEqual(g.omega.keys.sorted(), c.critical_layers, "\(folder) \(c.name): one gradient per overridden layer")
             var ours: [Float] = [], theirs: [Float] = []
@@ -111,6 +116,32 @@ final class TailGradientTests: XCTestCase {
     func testMixtralAsF32() throws { try check("families/mixtral", family: "mixtral", asF32: true) }
     func testDeepseek() throws { try check("families/deepseek", family: "deepseek") }
     func testDeepseekAsF32() throws { try check("families/deepseek", family: "deepseek", asF32: true) }
+
+    /// A snapshot restored with shapes that do not fit the model is refused, naming what is wrong.
+    func testRestoredShapesAreChecked() throws {
+        let model = try ModelLoader.load(directory: Self.fixtures.appendingPathComponent("moe/olmoe-f32"))
+        let state = try model.prefill([1, 2, 3, 4], override: nil)
+        let from = model.layerCount - 1
+        let good = try model.snapshot(state, fromLayer: from)
+        XCTAssertEqual(good.keys.count, 1)
+        XCTAssertEqual(good.keys[0].count, 4 * good.keys[0].count / 4)
+        var bad = good
+        bad.keys[0].removeLast()
+        XCTAssertThrowsError(try model.restore(bad)) { XCTAssertTrue("\($0)".contains("keys and values must hold 4 ×"), "\($0)") }
+        bad = good
+        bad.lastInputs.append([])
+        XCTAssertThrowsError(try model.restore(bad)) { XCTAssertTrue("\($0)".contains("layers \(from)..<\(model.layerCount) need 1"), "\($0)") }
+        bad = good
+        bad.tokens[0] = model.vocabularySize
+        XCTAssertThrowsError(try model.restore(bad)) { XCTAssertTrue("\($0)".contains("outside the vocabulary"), "\($0)") }
+        // A restored state serves the tail from its layer up, not below.
+        let restored = try model.restore(good)
+        XCTAssertThrowsError(try model.reevaluateTail(restored, fromLayer: from - 1, override: nil, rows: [1])) {
+            XCTAssertTrue("\($0)".contains("keeps only the tail above layer"), "\($0)")
+        }
+        XCTAssertEqual(try model.reevaluateTail(restored, fromLayer: from, override: nil, rows: [1, 2]),
+                       try model.reevaluateTail(state, fromLayer: from, override: nil, rows: [1, 2]))
+    }
 
     /// The transposed product against a plain sum, for every dtype and a ragged shape.
     func testTransposedProductMatchesPlainSum() throws {

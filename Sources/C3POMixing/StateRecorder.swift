@@ -1,0 +1,55 @@
+import C3POCore
+import C3POIndex
+import C3POModel
+import Foundation
+
+/// `c3po-index build --cache-states`: runs the model over each record's prompt and stores what
+/// tail work from the lowest critical layer up needs of that prefill (StoredStates.swift), so that
+/// `c3po-apply --method ngd` runs no prefill of a neighbour. One prefill a record, written as it
+/// comes (memory: one state). A record whose prompt the model cannot run gets no state.
+public struct PrefillStateRecorder: IndexStateRecorder {
+    public var model: RoutedMoEModel
+    public var progress: Bool
+
+    public init(model: RoutedMoEModel, progress: Bool = true) { self.model = model; self.progress = progress }
+
+    func snapshot(_ r: ReferenceRecord, fromLayer: Int) throws -> TailSnapshot? {
+        guard let prompt = r.prompt else { return nil }
+        let tokens = try model.encode(prompt)
+        guard !tokens.isEmpty, tokens.count <= model.maxContext else { return nil }
+        return try model.snapshot(try model.prefill(tokens, override: nil), fromLayer: fromLayer)
+    }
+
+    public func writeStates(of records: [ReferenceRecord], fromLayer: Int, into folder: URL) throws -> IndexManifest.States {
+        // The shapes come from the first state: layers from `fromLayer` up, kv width, hidden.
+        var first: (Int, TailSnapshot)?
+        for (i, r) in records.enumerated() { if let s = try snapshot(r, fromLayer: fromLayer) { first = (i, s); break } }
+        guard let (firstRow, firstState) = first else {
+            throw ReferenceIndexError.badArgument("--cache-states: no record has a prompt the model can run, so no state can be stored")
+        }
+        let writer = try StoredStates.Writer(folder: folder, fromLayer: fromLayer, layers: firstState.keys.count,
+                                             keyValueWidth: firstState.keys[0].count / firstState.tokens.count,
+                                             hidden: firstState.lastInputs[0].count)
+        let reporter = ProgressReporter("storing neighbour states", total: records.count, enabled: progress)
+        for (i, r) in records.enumerated() {
+            let s = i < firstRow ? nil : i == firstRow ? firstState : try snapshot(r, fromLayer: fromLayer)
+            try writer.append(s.map { StoredStates.Entry(tokens: $0.tokens, keys: $0.keys, values: $0.values, lastInputs: $0.lastInputs) })
+            reporter.update(i + 1)
+        }
+        return try writer.finish()
+    }
+}
+
+extension ReferencePool {
+    /// The stored state of reference `row` as a prefill state of `model` kept from `fromLayer` up;
+    /// nil when the index stores none for it (or none from so low a layer). `tokens`, the prompt
+    /// as the model encodes it now, must be what was stored: else the tokenizer changed.
+    func storedState(_ row: Int, tokens: [Int], model: RoutedMoEModel, fromLayer: Int) throws -> PrefillState? {
+        guard let stored = states, stored.shape.fromLayer <= fromLayer, let e = try stored.entry(row) else { return nil }
+        guard e.tokens == tokens else {
+            throw MixingError.shapeMismatch("the index's stored state of reference '\(references[row].id)' was made from \(e.tokens.count) other tokens than the model's tokenizer gives its prompt now (\(tokens.count)): rebuild the index with --cache-states for this model")
+        }
+        let snapshot = TailSnapshot(tokens: e.tokens, fromLayer: stored.shape.fromLayer, keys: e.keys, values: e.values, lastInputs: e.lastInputs)
+        return try model.restore(snapshot).keepingTail(from: fromLayer)
+    }
+}
