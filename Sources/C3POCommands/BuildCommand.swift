@@ -84,6 +84,9 @@ public struct BuildCommand: ParsableCommand {
     @Flag(help: "With --model: store each reference's prefix state (the keys and values of the critical layers in float16, Index/README.md, Stored states), so that c3po-apply --method ngd runs no prefill of a neighbour. One more prefill a reference at build time; about 2 × critical layers × tokens × kv width × 2 bytes a reference.")
     public var cacheStates = false
 
+    @Option(name: .customLong("states-model"), help: ArgumentHelp("With --reference and --cache-states: the checkpoint whose prefills are stored (the model the archive's pathways were recorded with; its layer and expert counts must be the archive's). A run with another model prefills instead.", valueName: "dir"))
+    public var statesModel: PathArgument?
+
     @Flag(help: "No progress lines on stderr.")
     public var quiet = false
 
@@ -108,8 +111,13 @@ public struct BuildCommand: ParsableCommand {
             }
         }
         if cacheStates {
-            guard model != nil else { throw ValidationError("--cache-states needs --model: the states are the model's prefills of the references' prompts") }
-            guard shard == nil else { throw ValidationError("--cache-states cannot be sharded yet: build the index with --model in one run") }
+            guard model != nil || statesModel != nil else {
+                throw ValidationError("--cache-states needs --model, or --states-model DIR with --reference: the states are a model's prefills of the references' prompts")
+            }
+            guard shard == nil else { throw ValidationError("--cache-states cannot be sharded yet: build the index in one run") }
+        }
+        if statesModel != nil {
+            guard cacheStates, model == nil else { throw ValidationError("--states-model goes with --reference and --cache-states (a --model build stores that model's states)") }
         }
         if let d = dedup, !(d > 0 && d <= 1) { throw ValidationError("--dedup must be in (0, 1], got \(d)") }
         if let m = maxArchiveBytes, m <= 0 { throw ValidationError("--max-archive-bytes must be positive") }
@@ -211,7 +219,13 @@ public struct BuildCommand: ParsableCommand {
             t.surrogate = taskSurrogate
             return t
         }
-        let states = cacheStates ? model.map { PrefillStateRecorder(model: $0, progress: !quiet) } : nil
+        var states: PrefillStateRecorder?
+        if cacheStates, let m = try model ?? statesModel.map({ try ModelOptions.load($0) }) {
+            if let l = set.layers, let e = set.experts, l != m.layerCount || e != m.expertCount {
+                throw UsageError("--states-model \(statesModel?.typed ?? ""): the model has \(m.layerCount) layers × \(m.expertCount) experts; the archive's pathways have \(l) × \(e)")
+            }
+            states = PrefillStateRecorder(model: m, progress: !quiet)
+        }
         let manifest = try IndexBuilder.build(set, vectors: vectors, model: model?.identity, tuner: tuner, states: states,
                                               out: outURL, options: try builderOptions, note: note)
         if model != nil { try? FileManager.default.removeItem(at: PathwayRecorder.workDirectory(for: outURL)) }

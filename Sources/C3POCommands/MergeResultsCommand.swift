@@ -91,7 +91,7 @@ public struct MergeResultsCommand: ParsableCommand {
                 throw UsageError("\(p.typed): no \(p.typed)\(ResultPart.suffix) beside it (not the --out of a c3po-apply --shard run)")
             }
             let part: ResultPart
-            do { part = try JSONDecoder().decode(ResultPart.self, from: Data(contentsOf: sideURL)) }
+            do { part = try JSONDecoding.decode(ResultPart.self, from: Data(contentsOf: sideURL)) }
             catch { throw UsageError("\(sideURL.path): not a part description: \(error)") }
             let rows = try JSONLines.decode(SampleResult.self, from: try InputPaths.file(p, "part file"))
             guard rows.count == part.positions.count else {

@@ -43,7 +43,7 @@ public enum JSONLines {
         let decoder = JSONDecoder()
         return try lines(of: url, maxLineBytes: maxLineBytes).map { number, text in
             do {
-                return try decoder.decode(T.self, from: Data(text.utf8))
+                return try JSONDecoding.decode(T.self, from: Data(text.utf8), decoder: decoder)
             } catch let DecodingError.keyNotFound(key, _) {
                 throw LineError(url: url, line: number, reason: "missing field '\(key.stringValue)'")
             } catch let DecodingError.typeMismatch(_, ctx) where ctx.codingPath.isEmpty {

@@ -106,7 +106,7 @@ public final class BertModel: @unchecked Sendable {
         let cfgURL = directory.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: cfgURL.path) else { throw BertModelError.missingFile(cfgURL) }
         do {
-            config = try JSONDecoder().decode(BertConfig.self, from: Data(contentsOf: cfgURL))
+            config = try JSONDecoding.decode(BertConfig.self, from: Data(contentsOf: cfgURL))
         } catch let DecodingError.keyNotFound(key, _) {
             throw BertModelError.badConfig(cfgURL, "missing key '\(key.stringValue)'")
         } catch let DecodingError.typeMismatch(_, ctx) {

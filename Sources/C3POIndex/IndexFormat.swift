@@ -161,9 +161,12 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         public var tokens: Int
         /// The keys' and values' precision.
         public var dtype: String = "float16"
+        /// The checkpoint whose prefills they are (the manifest's `model` for a `--model` build,
+        /// `--states-model` for an archive build): a run with another model does not use them.
+        public var model: ModelIdentity?
 
         enum CodingKeys: String, CodingKey {
-            case layers, hidden, references, tokens, dtype
+            case layers, hidden, references, tokens, dtype, model
             case fromLayer = "from_layer", keyValueWidth = "kv_width"
         }
 
@@ -345,7 +348,7 @@ public enum IndexFolder {
         let manifest: IndexManifest
         do {
             let data = try FileError.read(url, limit: maxManifestBytes, what: "a manifest.json")
-            manifest = try JSONDecoder().decode(IndexManifest.self, from: data)
+            manifest = try JSONDecoding.decode(IndexManifest.self, from: data)
         } catch let DecodingError.keyNotFound(key, ctx) {
             throw ReferenceIndexError.invalid(url, "missing field '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
         } catch let DecodingError.typeMismatch(_, ctx) {

@@ -98,7 +98,7 @@ public enum ShardFolder {
         let manifestURL = directory.appendingPathComponent(manifestFile)
         guard FileManager.default.fileExists(atPath: manifestURL.path) else { throw ReferenceIndexError.missingFile(manifestURL) }
         let m: ShardManifest
-        do { m = try JSONDecoder().decode(ShardManifest.self, from: Data(contentsOf: manifestURL)) }
+        do { m = try JSONDecoding.decode(ShardManifest.self, from: FileError.read(manifestURL, limit: IndexFolder.maxManifestBytes, what: "a shard.json")) }
         catch { throw ReferenceIndexError.invalid(manifestURL, "not a shard manifest: \(error)") }
         guard m.format == ShardManifest.formatName, m.formatVersion == ShardManifest.currentVersion else {
             throw ReferenceIndexError.invalid(manifestURL, "field 'format' is \"\(m.format)\" version \(m.formatVersion), expected \"\(ShardManifest.formatName)\" version \(ShardManifest.currentVersion)")

@@ -63,7 +63,7 @@ public struct TaskWeights: Codable, Sendable, Equatable {
     public static func load(_ url: URL) throws -> TaskWeights {
         let data = try FileError.read(url, limit: maxBytes, what: "a task_weights.json")
         let tw: TaskWeights
-        do { tw = try JSONDecoder().decode(TaskWeights.self, from: data) }
+        do { tw = try JSONDecoding.decode(TaskWeights.self, from: data) }
         catch { throw LoadError.invalid(url, "cannot decode: \(error)") }
         for (name, t) in tw.tasks {
             guard t.alpha.isFinite, (0...1).contains(t.alpha) else { throw LoadError.invalid(url, "task '\(name)': alpha \(t.alpha) not in [0, 1]") }

@@ -310,6 +310,13 @@ public final class C3PORunner {
         let answered = order.map { qs[$0] }
         if let w = Self.promptEndWarning(answered) { warn(w) }
         if needsNeighbours, let w = Self.absentTaskWarning(answered, held: heldTasks) { warn(w) }
+        if options.method == .ngd || options.alpha == .search, let stored = pool.states {
+            if let why = ReferencePool.statesServe(stored.shape, model) {
+                warn("the index's stored states are not used: \(why); every neighbour is prefilled")
+            } else if stored.shape.fromLayer > (criticalLayers.min() ?? 0) {
+                warn("the index's stored states begin at layer \(stored.shape.fromLayer), above this run's lowest critical layer \(criticalLayers.min() ?? 0); every neighbour is prefilled")
+            }
+        }
         var hits: [[Neighbor]] = Array(repeating: [], count: qs.count)
         var overlaps: [Set<Int>] = Array(repeating: [], count: qs.count)
         var embedShare = 0.0, searchShare = 0.0

@@ -42,7 +42,7 @@ public enum PathwayRecorder {
         guard let data = try? Data(contentsOf: workFile) else { return [] }
         var out: [RecordedQuestion] = []
         for line in data.split(separator: 0x0A) where !line.isEmpty {
-            guard let r = try? JSONDecoder().decode(RecordedQuestion.self, from: Data(line)) else { break }
+            guard let r = try? JSONDecoding.decode(RecordedQuestion.self, from: Data(line)) else { break }
             out.append(r)
         }
         return out

@@ -36,16 +36,28 @@ public struct PrefillStateRecorder: IndexStateRecorder {
             try writer.append(s.map { StoredStates.Entry(tokens: $0.tokens, keys: $0.keys, values: $0.values, lastInputs: $0.lastInputs) })
             reporter.update(i + 1)
         }
-        return try writer.finish()
+        var shape = try writer.finish()
+        shape.model = model.identity
+        return shape
     }
 }
 
 extension ReferencePool {
+    /// Why stored states of `shape` cannot serve `model` (another checkpoint or tokenizer); nil when they can.
+    public static func statesServe(_ shape: IndexManifest.States, _ model: RoutedMoEModel) -> String? {
+        guard let m = shape.model else { return "they name no model" }
+        let given = model.identity
+        if m.configSHA256 != given.configSHA256 { return "they are prefills of model '\(m.id)' (config sha256 \(m.configSHA256.prefix(12))…), not of '\(given.id)'" }
+        if let a = m.tokenizerSHA256, let b = given.tokenizerSHA256, a != b { return "they were made with another tokenizer.json" }
+        return nil
+    }
+
     /// The stored state of reference `row` as a prefill state of `model` kept from `fromLayer` up;
     /// nil when the index stores none for it (or none from so low a layer). `tokens`, the prompt
     /// as the model encodes it now, must be what was stored: else the tokenizer changed.
     func storedState(_ row: Int, tokens: [Int], model: RoutedMoEModel, fromLayer: Int) throws -> PrefillState? {
-        guard let stored = states, stored.shape.fromLayer <= fromLayer, let e = try stored.entry(row) else { return nil }
+        guard let stored = states, stored.shape.fromLayer <= fromLayer, Self.statesServe(stored.shape, model) == nil,
+              let e = try stored.entry(row) else { return nil }
         guard e.tokens == tokens else {
             throw MixingError.shapeMismatch("the index's stored state of reference '\(references[row].id)' was made from \(e.tokens.count) other tokens than the model's tokenizer gives its prompt now (\(tokens.count)): rebuild the index with --cache-states for this model")
         }

@@ -49,7 +49,7 @@ public enum ModelLoader {
     /// Decodes a config, turning DecodingError into an error naming the field.
     static func decode<T: Decodable>(_ type: T.Type, _ data: Data, _ url: URL) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: data)
+            return try JSONDecoding.decode(T.self, from: data)
         } catch let DecodingError.keyNotFound(key, ctx) {
             throw ModelError.config(url, field: (ctx.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: "."), "missing")
         } catch let DecodingError.typeMismatch(_, ctx) {

@@ -246,33 +246,38 @@ extension MoEDecoderModel {
             }
         }
         // Per row: one query over the p cached keys and its own, per head, the softmax weights kept.
-        var probs: [[Float]] = []
+        // One task per (row, kv head), as in the backward: the rows' weights in one flat buffer.
         var attn = [Float](repeating: 0, count: m * s.qDim) // [m, heads·d]
         let group = s.heads / s.kvHeads, scale = 1 / Float(d).squareRoot()
-        for (r, p) in positions.enumerated() {
-            var pr = [Float](repeating: 0, count: s.heads * (p + 1)) // [heads, p + 1]
-            q.withUnsafeBufferPointer { qb in cachedKeys[r].withUnsafeBufferPointer { kb in cachedValues[r].withUnsafeBufferPointer { vb in
-                k.withUnsafeBufferPointer { kn in v.withUnsafeBufferPointer { vn in
-                pr.withUnsafeMutableBufferPointer { pb in attn.withUnsafeMutableBufferPointer { ab in
-                    for hd in 0..<s.heads {
-                        let g = hd / group, row = pb.baseAddress! + hd * (p + 1), qo = r * s.qDim + hd * d, no = r * s.kvDim + g * d
-                        let qh = qb.baseAddress! + qo, out = ab.baseAddress! + qo
-                        // scores [1, p + 1] = q_h · [K_cache; k]ᵀ, softmax; out_h [1, d] = α · [V_cache; v].
-                        MatMul.linear(qh, ldx: d, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                      into: row, ldy: p + 1, m: 1, n: p, k: d)
-                        var own: Float = 0
-                        for c in 0..<d { own += qh[c] * kn[no + c] }
-                        row[p] = own
-                        for j in 0...p { row[j] *= scale }
-                        Kernels.softmax(row, count: p + 1)
-                        MatMul.linearTransposed(row, lddy: p + 1, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                                into: out, lddx: d, m: 1, n: p, k: d)
-                        for c in 0..<d { out[c] += row[p] * vn[no + c] }
-                    }
-                } } } }
-            } } }
-            probs.append(pr)
-        }
+        var offsets = [0]
+        for p in positions { offsets.append(offsets.last! + s.heads * (p + 1)) }
+        var flat = [Float](repeating: 0, count: offsets.last!) // per row [heads, p + 1]
+        q.withUnsafeBufferPointer { qb in k.withUnsafeBufferPointer { kn in v.withUnsafeBufferPointer { vn in
+            flat.withUnsafeMutableBufferPointer { fb in attn.withUnsafeMutableBufferPointer { ab in
+                let fp = fb.baseAddress!, ap = ab.baseAddress!
+                Parallel.dynamicForEach(m * s.kvHeads, workers: pool.workers) { _, task in
+                    let r = task / s.kvHeads, g = task % s.kvHeads, p = positions[r]
+                    cachedKeys[r].withUnsafeBufferPointer { kb in cachedValues[r].withUnsafeBufferPointer { vb in
+                        for hd in (g * group)..<((g + 1) * group) {
+                            let row = fp + offsets[r] + hd * (p + 1), qo = r * s.qDim + hd * d, no = r * s.kvDim + g * d
+                            let qh = qb.baseAddress! + qo, out = ap + qo
+                            // scores [1, p + 1] = q_h · [K_cache; k]ᵀ, softmax; out_h [1, d] = α · [V_cache; v].
+                            MatMul.linear(qh, ldx: d, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                          into: row, ldy: p + 1, m: 1, n: p, k: d)
+                            var own: Float = 0
+                            for c in 0..<d { own += qh[c] * kn[no + c] }
+                            row[p] = own
+                            for j in 0...p { row[j] *= scale }
+                            Kernels.softmax(row, count: p + 1)
+                            MatMul.linearTransposed(row, lddy: p + 1, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                                    into: out, lddx: d, m: 1, n: p, k: d)
+                            for c in 0..<d { out[c] += row[p] * vn[no + c] }
+                        }
+                    } }
+                }
+            } }
+        } } }
+        let probs = (0..<m).map { Array(flat[offsets[$0]..<offsets[$0 + 1]]) }
         var x1 = [Float](repeating: 0, count: m * h)
         linear(attn, rows: m, weight: layer.attention.o, into: &x1, pool: pool) // [m, hidden]
         for i in 0..<(m * h) { x1[i] += xIn[i] }
@@ -504,35 +509,43 @@ extension MoEDecoderModel {
         // are its own position's (the earlier ones are constants of the cache).
         var dq = [Float](repeating: 0, count: m * s.qDim), dk = [Float](repeating: 0, count: m * s.kvDim), dv = dk
         let group = s.heads / s.kvHeads, scale = 1 / Float(d).squareRoot()
-        for (r, p) in positions.enumerated() {
-            var dScores = [Float](repeating: 0, count: p + 1) // [p + 1]
-            t.keys[r].withUnsafeBufferPointer { kb in t.values[r].withUnsafeBufferPointer { vb in t.attention[r].withUnsafeBufferPointer { pb in
-                dAttn.withUnsafeBufferPointer { ab in dq.withUnsafeMutableBufferPointer { qb in dScores.withUnsafeMutableBufferPointer { sb in
-                    let ds = sb.baseAddress!
-                    for hd in 0..<s.heads {
-                        let g = hd / group, qo = r * s.qDim + hd * d, ko = r * s.kvDim + g * d, alpha = pb.baseAddress! + hd * (p + 1)
-                        // ∂/∂α [1, p + 1] = dOut_h · V_gᵀ; ∂/∂score_j = α_j (∂α_j − Σ α ∂α) · scale; dq_h = ∂score · K_g.
-                        let dOut = ab.baseAddress! + qo
-                        MatMul.linear(dOut, ldx: d, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                      into: ds, ldy: p + 1, m: 1, n: p, k: d)
-                        var own: Float = 0
-                        for c in 0..<d { own += dOut[c] * t.v[ko + c] }
-                        ds[p] = own
-                        var mean: Float = 0
-                        for j in 0...p { mean += alpha[j] * ds[j] }
-                        for j in 0...p { ds[j] = alpha[j] * (ds[j] - mean) * scale }
-                        MatMul.linearTransposed(ds, lddy: p + 1, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                                into: qb.baseAddress! + qo, lddx: d, m: 1, n: p, k: d, accumulate: true)
-                        // The last key and value are this position's own.
-                        for c in 0..<d {
-                            qb[qo + c] += ds[p] * t.k[ko + c]
-                            dk[ko + c] += ds[p] * t.q[qo + c]
-                            dv[ko + c] += alpha[p] * ab[qo + c]
+        // One task per (row, kv head): the heads of a group share its dk and dv slice, so a task
+        // owns that slice and its heads' dq slices; tasks never write the same values.
+        dq.withUnsafeMutableBufferPointer { qbuf in dk.withUnsafeMutableBufferPointer { kbuf in dv.withUnsafeMutableBufferPointer { vbuf in
+            dAttn.withUnsafeBufferPointer { ab in
+                let qb = qbuf.baseAddress!, dkb = kbuf.baseAddress!, dvb = vbuf.baseAddress!
+                Parallel.dynamicForEach(m * s.kvHeads, workers: pool.workers) { _, task in
+                    let r = task / s.kvHeads, g = task % s.kvHeads, p = positions[r]
+                    var dScores = [Float](repeating: 0, count: p + 1) // [p + 1]
+                    t.keys[r].withUnsafeBufferPointer { kb in t.values[r].withUnsafeBufferPointer { vb in t.attention[r].withUnsafeBufferPointer { pb in
+                        dScores.withUnsafeMutableBufferPointer { sb in
+                            let ds = sb.baseAddress!
+                            for hd in (g * group)..<((g + 1) * group) {
+                                let qo = r * s.qDim + hd * d, ko = r * s.kvDim + g * d, alpha = pb.baseAddress! + hd * (p + 1)
+                                // ∂/∂α [1, p + 1] = dOut_h · V_gᵀ; ∂/∂score_j = α_j (∂α_j − Σ α ∂α) · scale; dq_h = ∂score · K_g.
+                                let dOut = ab.baseAddress! + qo
+                                MatMul.linear(dOut, ldx: d, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                              into: ds, ldy: p + 1, m: 1, n: p, k: d)
+                                var own: Float = 0
+                                for c in 0..<d { own += dOut[c] * t.v[ko + c] }
+                                ds[p] = own
+                                var mean: Float = 0
+                                for j in 0...p { mean += alpha[j] * ds[j] }
+                                for j in 0...p { ds[j] = alpha[j] * (ds[j] - mean) * scale }
+                                MatMul.linearTransposed(ds, lddy: p + 1, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
+                                                        into: qb + qo, lddx: d, m: 1, n: p, k: d, accumulate: true)
+                                // The last key and value are this position's own.
+                                for c in 0..<d {
+                                    qb[qo + c] += ds[p] * t.k[ko + c]
+                                    dkb[ko + c] += ds[p] * t.q[qo + c]
+                                    dvb[ko + c] += alpha[p] * dOut[c]
+                                }
+                            }
                         }
-                    }
-                } } }
-            } } }
-        }
+                    } } }
+                }
+            }
+        } } }
         // RoPE is a rotation: its backward is the inverse rotation.
         dq.withUnsafeMutableBufferPointer { qp in dk.withUnsafeMutableBufferPointer { kp in
             for (r, p) in positions.enumerated() {

@@ -55,7 +55,8 @@ final class BuildSourcesTests: PIQAWorkspaceCase {
     func testArchiveOfTheRecordedPathwaysGivesTheSameFolder() throws {
         // Every recorded question is kept (--include-incorrect), so the model build's folder holds
         // all of them; they are written back as an official archive and built with --reference.
-        try build(["--model", Self.model, "--benchmark", path("bench.jsonl"), "--out", path("from-model"), "--include-incorrect"])
+        // Both with their references' prefix states: the model build's own, the archive build's by --states-model.
+        try build(["--model", Self.model, "--benchmark", path("bench.jsonl"), "--out", path("from-model"), "--include-incorrect", "--cache-states"])
         let built = try ReferenceIndex(directory: dir.appendingPathComponent("from-model"))
         var file: [String: Any] = [:]
         for (row, r) in built.records.enumerated() {
@@ -69,10 +70,11 @@ final class BuildSourcesTests: PIQAWorkspaceCase {
         }
         let archive = dir.appendingPathComponent("reference.zip")
         try ArchiveWriter.write([("instruct_piqa_routing_results.json", try JSONSerialization.data(withJSONObject: file))], to: archive, format: .zip)
-        try build(["--reference", archive.path, "--out", path("from-archive"), "--include-incorrect"])
+        try build(["--reference", archive.path, "--out", path("from-archive"), "--include-incorrect", "--cache-states", "--states-model", Self.model])
 
-        // The data files are byte-identical: same rows, vectors, pathways and FAISS index.
-        for name in ["embeddings.npy", "pathways.npy", "index.faiss"] {
+        // The data files are byte-identical: same rows, vectors, pathways, FAISS index and stored states.
+        let stateFiles = ["states_rows.npy", "states_tokens.npy", "states_kv.npy", "states_inputs.npy"]
+        for name in ["embeddings.npy", "pathways.npy", "index.faiss"] + stateFiles {
             XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("from-model/\(name)")),
                            try Data(contentsOf: dir.appendingPathComponent("from-archive/\(name)")), name)
         }
@@ -88,7 +90,7 @@ final class BuildSourcesTests: PIQAWorkspaceCase {
         var m1 = try manifest("from-model"), m2 = try manifest("from-archive")
         // `files`: records.jsonl (ids, sources) and task_weights.json differ; the data files' entries agree.
         let files1 = try XCTUnwrap(m1["files"] as? [String: Any]), files2 = try XCTUnwrap(m2["files"] as? [String: Any])
-        for name in ["embeddings.npy", "pathways.npy", "index.faiss"] {
+        for name in ["embeddings.npy", "pathways.npy", "index.faiss"] + stateFiles {
             XCTAssertEqual(NSDictionary(dictionary: try XCTUnwrap(files1[name] as? [String: Any])),
                            NSDictionary(dictionary: try XCTUnwrap(files2[name] as? [String: Any])), name)
         }

@@ -6,6 +6,32 @@ import XCTest
 /// `Scripts/make-json-fixtures` (validity per `json.loads(strict=True)`, canonical form per
 /// `json.dumps(v, sort_keys=True)`, with the scanner's documented deviations recorded there).
 final class JSONScannerTests: XCTestCase {
+    /// Foundation's JSONDecoder traps on 513 `[` ending the input (a nesting error at the end of
+    /// the buffer; the fuzz target index_folder's find): JSONDecoding refuses such nesting first.
+    func testDeepNestingIsRefusedBeforeFoundationSeesIt() throws {
+        for n in [129, 513, 100_000] {
+            XCTAssertThrowsError(try JSONDecoding.decode([Int].self, from: Data(repeating: 0x5B, count: n)), "\(n)") {
+                XCTAssertTrue("\($0)".contains("nesting deeper than 128"), "\($0)")
+            }
+        }
+        let nested = String(repeating: "[", count: 128) + String(repeating: "]", count: 128)
+        XCTAssertNoThrow(try JSONDecoding.decode(AnyDecodable.self, from: Data(nested.utf8)))
+        // Brackets inside strings do not count.
+        XCTAssertEqual(try JSONDecoding.decode([String].self, from: Data(("[\"" + String(repeating: "[", count: 600) + "\\\"\"]").utf8)).first?.count, 601)
+        // A dataset line that deep: refused by line, naming the file.
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("c3po-deep-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data(repeating: 0x5B, count: 513).write(to: url)
+        XCTAssertThrowsError(try MCDataset.load(url)) { XCTAssertTrue("\($0)".contains(url.lastPathComponent + ":1: "), "\($0)") }
+    }
+
+    /// Any JSON value, decoded and dropped.
+    struct AnyDecodable: Decodable {
+        init(from decoder: Decoder) throws {
+            if var a = try? decoder.unkeyedContainer() { while !a.isAtEnd { _ = try a.decode(AnyDecodable.self) } }
+        }
+    }
+
     struct Case {
         let name: String
         let bytes: [UInt8]
