@@ -96,11 +96,7 @@ public enum NPY {
     /// The values of an `.npy` held in `bytes` (`url` names it in messages).
     public static func decodeFloats(_ bytes: UnsafeRawBufferPointer, url: URL) throws -> (header: Header, values: [Float]) {
         let (header, offset) = try parseHeader(bytes, url: url)
-        let available = bytes.count - offset
-        guard let n = header.checkedCount, case let (size, overflow) = n.multipliedReportingOverflow(by: header.dtype.size), !overflow,
-              available == size else {
-            throw Error.malformed(url, "data holds \(available) bytes, shape \(header.shape) of \(header.dtype.rawValue) needs \(header.checkedCount.map { "\($0) values of \(header.dtype.size) bytes" } ?? "more values than can be addressed")")
-        }
+        let n = try checkDataSize(header, available: bytes.count - offset, url: url)
         var out = [Float](repeating: 0, count: n)
         guard n > 0, let base = bytes.baseAddress else { return (header, out) }
         let src = base + offset
@@ -113,6 +109,16 @@ public enum NPY {
             throw Error.malformed(url, "expected float32 or float16 values, found int64")
         }
         return (header, out)
+    }
+
+    /// The number of values, when the `available` bytes after the header are exactly what the
+    /// header's shape and dtype need.
+    static func checkDataSize(_ header: Header, available: Int, url: URL) throws -> Int {
+        guard let n = header.checkedCount, case let (size, overflow) = n.multipliedReportingOverflow(by: header.dtype.size), !overflow,
+              available == size else {
+            throw Error.malformed(url, "data holds \(available) bytes, shape \(header.shape) of \(header.dtype.rawValue) needs \(header.checkedCount.map { "\($0) values of \(header.dtype.size) bytes" } ?? "more values than can be addressed")")
+        }
+        return n
     }
 
     public static func parseHeader(_ bytes: UnsafeRawBufferPointer, url: URL) throws -> (Header, Int) {

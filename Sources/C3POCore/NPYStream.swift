@@ -66,11 +66,7 @@ extension NPY {
             self.url = url
             file = try MappedFile(url: url)
             (header, offset) = try NPY.parseHeader(file.bytes, url: url)
-            let available = file.count - offset
-            guard let n = header.checkedCount, case let (size, overflow) = n.multipliedReportingOverflow(by: header.dtype.size), !overflow,
-                  available == size else {
-                throw Error.malformed(url, "data holds \(available) bytes, shape \(header.shape) of \(header.dtype.rawValue) needs \(header.checkedCount.map { "\($0) values of \(header.dtype.size) bytes" } ?? "more values than can be addressed")")
-            }
+            _ = try NPY.checkDataSize(header, available: file.count - offset, url: url)
         }
 
         public var count: Int { header.count }
