@@ -38,16 +38,27 @@ public enum Parallel {
     }
 }
 
-/// Per-worker scratch buffers, grown on demand.
+/// Per-worker scratch buffers, grown on demand. Each worker's slot is its own memory (raw
+/// storage, not a Swift array: workers growing their slots at once must not touch one array
+/// value, which ThreadSanitizer reports as an access race).
 public final class ScratchPool: @unchecked Sendable {
-    private var buffers: [UnsafeMutablePointer<Float>]
-    private var sizes: [Int]
+    public let workers: Int
+    private let buffers: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
+    private let sizes: UnsafeMutablePointer<Int>
     public init(workers: Int) {
-        buffers = (0..<workers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 1) }
-        sizes = Array(repeating: 1, count: workers)
+        self.workers = workers
+        buffers = .allocate(capacity: workers)
+        sizes = .allocate(capacity: workers)
+        for w in 0..<workers {
+            (buffers + w).initialize(to: UnsafeMutablePointer<Float>.allocate(capacity: 1))
+            (sizes + w).initialize(to: 1)
+        }
     }
-    deinit { for b in buffers { b.deallocate() } }
-    public var workers: Int { buffers.count }
+    deinit {
+        for w in 0..<workers { buffers[w].deallocate() }
+        buffers.deallocate()
+        sizes.deallocate()
+    }
     /// Worker `w`'s buffer of at least `count` floats (only worker `w` may call this for `w`).
     public func buffer(_ w: Int, _ count: Int) -> UnsafeMutablePointer<Float> {
         if sizes[w] < count {
