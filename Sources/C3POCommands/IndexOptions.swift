@@ -13,5 +13,5 @@ public struct IndexOptions: ParsableArguments {
     public func directory() throws -> URL { try InputPaths.index(index) }
 
     /// The one place a command loads an index folder.
-    public func load() throws -> ReferenceIndex { try ReferenceIndex(directory: try directory()) }
+    public func load(deep: Bool = false) throws -> ReferenceIndex { try ReferenceIndex(directory: try directory(), deep: deep) }
 }

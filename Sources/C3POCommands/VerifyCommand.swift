@@ -24,8 +24,10 @@ public struct VerifyCommand: ParsableCommand {
 
     public func run() throws {
         let dir = try indexOptions.directory()
-        let idx = try indexOptions.load() // checksums, then every file parsed and cross-checked
+        let idx = try indexOptions.load(deep: true) // checksums, then every file parsed and cross-checked
         let checked = idx.verifiedFiles
+        // Every stored state read back against its own checksum too.
+        let states = try idx.storedStates.map(StoredStates.checkAll)
         if json {
             let obj: [String: Any] = ["index": dir.path, "records": idx.count, "checksums": idx.manifest.files != nil,
                                       "files": checked.map { ["name": $0.name, "bytes": $0.bytes] as [String: Any] }]
@@ -37,7 +39,7 @@ public struct VerifyCommand: ParsableCommand {
             print("\(dir.path): sound (\(idx.count) records); its manifest lists no checksums (written before they were recorded)")
         } else {
             for c in checked { print("ok  \(c.name) (\(c.bytes) bytes)") }
-            print("\(dir.path): sound (\(idx.count) records, \(checked.count) files by size and SHA-256)")
+            print("\(dir.path): sound (\(idx.count) records, \(checked.count) files by size and SHA-256\(states.map { ", \($0) stored states by their checksums" } ?? ""))")
         }
     }
 }

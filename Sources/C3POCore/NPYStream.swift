@@ -20,6 +20,13 @@ extension NPY {
             try handle.seekToEnd()
         }
 
+        /// Appends bytes already in the file's dtype (`count` values of it).
+        public func append(raw: UnsafeRawBufferPointer, count n: Int) throws {
+            guard raw.count == n * dtype.size else { throw Error.shapeMismatch("\(url.lastPathComponent): \(raw.count) bytes are not \(n) values") }
+            try handle.write(contentsOf: raw)
+            count += n
+        }
+
         /// Appends values, converted to the file's dtype (float32 or float16).
         public func append(_ values: UnsafeBufferPointer<Float>) throws {
             switch dtype {
@@ -75,6 +82,12 @@ extension NPY {
             guard start >= 0, n >= 0, start <= count, n <= count - start else {
                 throw Error.malformed(url, "values \(start)..<\(start &+ n) lie outside the \(count) it holds")
             }
+        }
+
+        /// The stored bytes of values start..<start+n, as they are in the file.
+        public func bytes(_ start: Int, _ n: Int) throws -> UnsafeRawBufferPointer {
+            try check(start, n)
+            return UnsafeRawBufferPointer(start: file.base + offset + start * header.dtype.size, count: n * header.dtype.size)
         }
 
         /// Values start..<start+n as Float (float32 or float16 files).

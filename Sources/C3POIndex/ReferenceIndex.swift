@@ -35,7 +35,9 @@ public final class ReferenceIndex: @unchecked Sendable {
     public var experts: Int { manifest.experts }
     public var dimension: Int { manifest.embedder.dimension }
 
-    public init(directory: URL) throws {
+    /// `deep`: hash every file, the stored states' large files included (`c3po-index verify`); a
+    /// load checks those by size, and each state by its checksum when it is read.
+    public init(directory: URL, deep: Bool = false) throws {
         self.directory = directory
         let fm = FileManager.default
         func file(_ name: String) throws -> URL {
@@ -46,7 +48,7 @@ public final class ReferenceIndex: @unchecked Sendable {
         let manifest = try IndexFolder.readManifest(try file(IndexFolder.manifestFile))
         let n = manifest.count
         // Sizes and checksums first: no parser sees a truncated, swapped or edited file.
-        verifiedFiles = try IndexFolder.verifyFiles(manifest, in: directory)
+        verifiedFiles = try IndexFolder.verifyFiles(manifest, in: directory, deep: deep)
         let records = try IndexFolder.readRecords(try file(IndexFolder.recordsFile), count: n, tasks: manifest.tasks)
 
         let embURL = try file(IndexFolder.embeddingsFile)

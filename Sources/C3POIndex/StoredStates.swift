@@ -8,8 +8,11 @@ import Foundation
 /// that `c3po-apply --method ngd` (and `--alpha search`) run no prefill of a neighbour.
 ///
 /// Four `.npy` files, for Python as for us:
-/// - `states_rows.npy` int64 [count, 2]: per reference, its first token in `states_tokens.npy`
-///   and its token count (0: no state, e.g. a record without a prompt);
+/// - `states_rows.npy` int64 [count, 3]: per reference, its first token in `states_tokens.npy`,
+///   its token count (0: no state, e.g. a record without a prompt), and the `Checksum64` of its
+///   `states_kv.npy` block followed by its `states_inputs.npy` row (as a signed 64-bit integer),
+///   checked whenever the state is read: those two files are too large to hash with SHA-256 at
+///   every load, so a load checks their sizes and `c3po-index verify` their SHA-256;
 /// - `states_tokens.npy` int64 [tokens]: the prompts' token ids, one reference after another;
 /// - `states_kv.npy` float16 [tokens × layers × 2 × kv_width], flat: per reference (its first
 ///   token t0, n tokens) the block at t0 × layers × 2 × kv_width holds, per layer from
@@ -21,6 +24,14 @@ public enum StoredStates {
     public static let kvFile = "states_kv.npy"
     public static let inputsFile = "states_inputs.npy"
     public static let files = [rowsFile, tokensFile, kvFile, inputsFile]
+    /// The files a load checks by size only (each state by its checksum when read); `c3po-index
+    /// verify` hashes them whole.
+    public static let checkedByEntry: Set<String> = [kvFile, inputsFile]
+
+    /// Reads and checks every state (`c3po-index verify`); the number with a state.
+    public static func checkAll(_ r: Reader) throws -> Int {
+        try (0..<r.count).reduce(0) { $0 + (try r.entry($1) == nil ? 0 : 1) }
+    }
 
     /// One reference's state, as the model's snapshot holds it (per layer from `fromLayer` up).
     public struct Entry: Sendable, Equatable {
@@ -56,7 +67,7 @@ public enum StoredStates {
         public func append(_ e: Entry?) throws {
             defer { count += 1 }
             guard let e else {
-                try rows.append(integers: [tokenCount, 0])
+                try rows.append(integers: [tokenCount, 0, 0])
                 try inputs.append(zeros)
                 return
             }
@@ -66,20 +77,25 @@ public enum StoredStates {
                   e.lastInputs.allSatisfy({ $0.count == shape.hidden }) else {
                 throw ReferenceIndexError.badArgument("stored state of row \(count): shapes disagree with \(shape.layers) layers of \(n) × \(w) keys and values and \(shape.hidden) inputs")
             }
-            try rows.append(integers: [tokenCount, n])
-            try tokens.append(integers: e.tokens)
+            var block: [UInt16] = []
+            block.reserveCapacity(2 * shape.layers * n * w)
             for l in 0..<shape.layers {
-                try kv.append(e.keys[l])
-                try kv.append(e.values[l])
+                block += e.keys[l].map { Float16($0).bitPattern }
+                block += e.values[l].map { Float16($0).bitPattern }
             }
-            try inputs.append(Array(e.lastInputs.joined()))
+            let last = Array(e.lastInputs.joined())
+            let sum = block.withUnsafeBytes { b in last.withUnsafeBytes { Checksum64.hash($0, seed: Checksum64.hash(b)) } }
+            try rows.append(integers: [tokenCount, n, Int(Int64(bitPattern: sum))])
+            try tokens.append(integers: e.tokens)
+            try block.withUnsafeBytes { try kv.append(raw: $0, count: block.count) }
+            try inputs.append(last)
             tokenCount += n
             withState += 1
         }
 
         /// Closes the files; the manifest's `states` entry.
         public func finish() throws -> IndexManifest.States {
-            try rows.finish(shape: [count, 2])
+            try rows.finish(shape: [count, 3])
             try tokens.finish(shape: [tokenCount])
             try kv.finish(shape: [tokenCount * shape.layers * 2 * shape.keyValueWidth])
             try inputs.finish(shape: [count, shape.layers, shape.hidden])
@@ -114,7 +130,7 @@ public enum StoredStates {
             }
             let (kvCount, over) = shape.tokens.multipliedReportingOverflow(by: shape.layers * 2 * shape.keyValueWidth)
             guard !over else { throw ReferenceIndexError.invalid(manifestURL, "field 'states.tokens' \(shape.tokens) is too large") }
-            rows = try open(rowsFile, [count, 2])
+            rows = try open(rowsFile, [count, 3])
             tokens = try open(tokensFile, [shape.tokens])
             kv = try open(kvFile, [kvCount])
             inputs = try open(inputsFile, [count, shape.layers, shape.hidden])
@@ -126,19 +142,24 @@ public enum StoredStates {
         /// The state of `row`; nil when it has none. Offsets outside the files are refused by name.
         public func entry(_ row: Int) throws -> Entry? {
             guard (0..<count).contains(row) else { throw ReferenceIndexError.badArgument("stored states: row \(row) outside 0..<\(count)") }
-            let r = try rows.integers(2 * row, 2), first = r[0], n = r[1]
+            let r = try rows.integers(3 * row, 3), first = r[0], n = r[1]
             guard n > 0 else { return nil }
             guard first >= 0, first <= shape.tokens, n <= shape.tokens - first else {
                 throw ReferenceIndexError.invalid(rows.url, "row \(row): tokens \(first)..<\(first &+ n) outside the \(shape.tokens) stored")
             }
-            let w = shape.keyValueWidth, block = n * w
+            let w = shape.keyValueWidth, block = n * w, start = first * shape.layers * 2 * w
+            let inputStart = row * shape.layers * shape.hidden, inputCount = shape.layers * shape.hidden
+            let sum = Checksum64.hash(try inputs.bytes(inputStart, inputCount), seed: Checksum64.hash(try kv.bytes(start, 2 * shape.layers * block)))
+            guard Int64(bitPattern: sum) == Int64(r[2]) else {
+                throw ReferenceIndexError.invalid(kv.url, "the stored state of row \(row) does not match its checksum in \(rowsFile) (edited or damaged; c3po-index verify checks the whole folder)")
+            }
             var keys: [[Float]] = [], values: [[Float]] = []
-            var at = first * shape.layers * 2 * w
+            var at = start
             for _ in 0..<shape.layers {
                 keys.append(try kv.floats(at, block)); at += block
                 values.append(try kv.floats(at, block)); at += block
             }
-            let flat = try inputs.floats(row * shape.layers * shape.hidden, shape.layers * shape.hidden)
+            let flat = try inputs.floats(inputStart, inputCount)
             let lastInputs = (0..<shape.layers).map { Array(flat[($0 * shape.hidden)..<(($0 + 1) * shape.hidden)]) }
             return Entry(tokens: try tokens.integers(first, n), keys: keys, values: values, lastInputs: lastInputs)
         }

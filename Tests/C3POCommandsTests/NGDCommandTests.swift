@@ -77,8 +77,22 @@ final class NGDCommandTests: PIQAWorkspaceCase {
             for (x, y) in zip(la, lb) { XCTAssertEqual(x, y, accuracy: 2e-3 * max(1, abs(y)), "\(a["id"] ?? "")") }
         }
 
-        // A states file cut short: refused by name, before anything reads it.
+        // A value of a state edited in place: a load checks the large states files by size, the
+        // state's own checksum refuses it when it is read, and verify's SHA-256 names the file.
         let kv = URL(fileURLWithPath: path("idx-states/states_kv.npy"))
+        let original = try Data(contentsOf: kv)
+        var edited = original
+        for i in stride(from: 128, to: edited.count, by: 2) { edited[i] ^= 0x01 } // every state's low bits
+        try edited.write(to: kv)
+        let e = try Binaries.run("c3po-apply", ["--index", path("idx-states"), "--model", Self.model, "--test", path("test.jsonl"), "--method", "ngd"])
+        XCTAssertNotEqual(e.status, 0)
+        XCTAssertTrue(e.stderr.contains("states_kv.npy: the stored state of row"), e.stderr)
+        let v = try Binaries.run("c3po-index", ["verify", "--index", path("idx-states")])
+        XCTAssertEqual(v.status, 1, v.stderr)
+        XCTAssertTrue(v.stderr.contains("states_kv.npy: SHA-256"), v.stderr)
+        try original.write(to: kv)
+
+        // A states file cut short: refused by name, before anything reads it.
         let h = try FileHandle(forWritingTo: kv)
         try h.truncate(atOffset: try h.seekToEnd() - 2)
         try h.close()

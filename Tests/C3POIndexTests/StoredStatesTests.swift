@@ -44,8 +44,30 @@ final class StoredStatesTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("states_tokens.npy: shape [13], expected [12]"), "\($0)")
         }
         XCTAssertThrowsError(try StoredStates.Reader(directory: dir, shape: shape, count: 5)) {
-            XCTAssertTrue("\($0)".contains("states_rows.npy: shape [4, 2], expected [5, 2]"), "\($0)")
+            XCTAssertTrue("\($0)".contains("states_rows.npy: shape [4, 3], expected [5, 3]"), "\($0)")
         }
+    }
+
+    /// One value of a state changed, the file's size the same: the state's checksum refuses it
+    /// when it is read (a load checks these files by size only).
+    func testAnEditedStateIsRefusedByItsChecksum() throws {
+        let w = try StoredStates.Writer(folder: dir, fromLayer: 0, layers: 2, keyValueWidth: 4, hidden: 3)
+        for e in [entry(1, tokens: 3), entry(2, tokens: 2)] { try w.append(e) }
+        let shape = try w.finish()
+        for file in [StoredStates.kvFile, StoredStates.inputsFile] {
+            let url = dir.appendingPathComponent(file)
+            let original = try Data(contentsOf: url)
+            var data = original
+            data[data.count - 1] ^= 0x40 // the last reference's last value
+            try data.write(to: url)
+            let r = try StoredStates.Reader(directory: dir, shape: shape, count: 2)
+            XCTAssertNotNil(try r.entry(0), "\(file): the other state is sound")
+            XCTAssertThrowsError(try r.entry(1)) {
+                XCTAssertTrue("\($0)".contains("states_kv.npy: the stored state of row 1 does not match its checksum"), "\($0)")
+            }
+            try original.write(to: url)
+        }
+        XCTAssertEqual(try StoredStates.checkAll(try StoredStates.Reader(directory: dir, shape: shape, count: 2)), 2)
     }
 
     /// A row whose offsets point past the tokens stored (a hand-edited states_rows.npy).
@@ -55,7 +77,7 @@ final class StoredStatesTests: XCTestCase {
         let shape = try w.finish()
         let rows = dir.appendingPathComponent(StoredStates.rowsFile)
         var data = try Data(contentsOf: rows)
-        data.replaceSubrange((data.count - 16)..<(data.count - 8), with: withUnsafeBytes(of: Int64(1).littleEndian) { Data($0) })
+        data.replaceSubrange((data.count - 24)..<(data.count - 16), with: withUnsafeBytes(of: Int64(1).littleEndian) { Data($0) })
         try data.write(to: rows)
         let r = try StoredStates.Reader(directory: dir, shape: shape, count: 1)
         XCTAssertThrowsError(try r.entry(0)) { XCTAssertTrue("\($0)".contains("states_rows.npy: row 0: tokens 1..<3 outside the 2 stored"), "\($0)") }
