@@ -33,17 +33,6 @@ public enum StoredStates {
         try (0..<r.count).reduce(0) { $0 + (try r.entry($1) == nil ? 0 : 1) }
     }
 
-    /// One reference's state, as the model's snapshot holds it (per layer from `fromLayer` up).
-    public struct Entry: Sendable, Equatable {
-        public var tokens: [Int]
-        public var keys: [[Float]]
-        public var values: [[Float]]
-        public var lastInputs: [[Float]]
-        public init(tokens: [Int], keys: [[Float]], values: [[Float]], lastInputs: [[Float]]) {
-            self.tokens = tokens; self.keys = keys; self.values = values; self.lastInputs = lastInputs
-        }
-    }
-
     /// Writes the four files as the references come, in row order; nothing is held but one
     /// reference's state.
     public final class Writer {
@@ -64,7 +53,7 @@ public enum StoredStates {
         }
 
         /// The next reference's state; nil: it has none.
-        public func append(_ e: Entry?) throws {
+        public func append(_ e: TailSnapshot?) throws {
             defer { count += 1 }
             guard let e else {
                 try rows.append(integers: [tokenCount, 0, 0])
@@ -72,10 +61,10 @@ public enum StoredStates {
                 return
             }
             let n = e.tokens.count, w = shape.keyValueWidth
-            guard n > 0, e.keys.count == shape.layers, e.values.count == shape.layers, e.lastInputs.count == shape.layers,
+            guard n > 0, e.fromLayer == shape.fromLayer, e.keys.count == shape.layers, e.values.count == shape.layers, e.lastInputs.count == shape.layers,
                   e.keys.allSatisfy({ $0.count == n * w }), e.values.allSatisfy({ $0.count == n * w }),
                   e.lastInputs.allSatisfy({ $0.count == shape.hidden }) else {
-                throw ReferenceIndexError.badArgument("stored state of row \(count): shapes disagree with \(shape.layers) layers of \(n) × \(w) keys and values and \(shape.hidden) inputs")
+                throw ReferenceIndexError.badArgument("stored state of row \(count): shapes disagree with layers \(shape.fromLayer) up, \(shape.layers) layers of \(n) × \(w) keys and values and \(shape.hidden) inputs")
             }
             var block: [UInt16] = []
             block.reserveCapacity(2 * shape.layers * n * w)
@@ -140,7 +129,7 @@ public enum StoredStates {
         }
 
         /// The state of `row`; nil when it has none. Offsets outside the files are refused by name.
-        public func entry(_ row: Int) throws -> Entry? {
+        public func entry(_ row: Int) throws -> TailSnapshot? {
             guard (0..<count).contains(row) else { throw ReferenceIndexError.badArgument("stored states: row \(row) outside 0..<\(count)") }
             let r = try rows.integers(3 * row, 3), first = r[0], n = r[1]
             guard n > 0 else { return nil }
@@ -161,7 +150,7 @@ public enum StoredStates {
             }
             let flat = try inputs.floats(inputStart, inputCount)
             let lastInputs = (0..<shape.layers).map { Array(flat[($0 * shape.hidden)..<(($0 + 1) * shape.hidden)]) }
-            return Entry(tokens: try tokens.integers(first, n), keys: keys, values: values, lastInputs: lastInputs)
+            return TailSnapshot(tokens: try tokens.integers(first, n), fromLayer: shape.fromLayer, keys: keys, values: values, lastInputs: lastInputs)
         }
     }
 }

@@ -286,10 +286,13 @@ public final class C3PORunner {
         self.options = options; self.defaultAlpha = defaultAlpha; self.defaultBandwidth = defaultBandwidth
         criticalLayers = CriticalLayers.last(options.criticalLayerCount, of: model.routedLayers)
         states = PrefillCache(budgetBytes: options.stateCacheBytes)
+        storedStates = pool.usableStates(for: model, fromLayer: criticalLayers.min() ?? 0)
     }
 
     /// Neighbours' prefill states, kept across questions (`--method ngd`, `--alpha search`).
     public let states: PrefillCache
+    /// The index's stored states when they serve this model and these critical layers (else why not).
+    let storedStates: (states: StoredStates.Reader?, whyNot: String?)
 
     /// Runs `questions` (after `limit`); `onResult` gets each result and its override (nil
     /// for the base method or a skip) as soon as it is known, `onWarning` each warning (they
@@ -310,12 +313,8 @@ public final class C3PORunner {
         let answered = order.map { qs[$0] }
         if let w = Self.promptEndWarning(answered) { warn(w) }
         if needsNeighbours, let w = Self.absentTaskWarning(answered, held: heldTasks) { warn(w) }
-        if options.method == .ngd || options.alpha == .search, let stored = pool.states {
-            if let why = ReferencePool.statesServe(stored.shape, model) {
-                warn("the index's stored states are not used: \(why); every neighbour is prefilled")
-            } else if stored.shape.fromLayer > (criticalLayers.min() ?? 0) {
-                warn("the index's stored states begin at layer \(stored.shape.fromLayer), above this run's lowest critical layer \(criticalLayers.min() ?? 0); every neighbour is prefilled")
-            }
+        if options.method == .ngd || options.alpha == .search, let why = storedStates.whyNot {
+            warn("the index's stored states are not used: \(why); every neighbour is prefilled")
         }
         var hits: [[Neighbor]] = Array(repeating: [], count: qs.count)
         var overlaps: [Set<Int>] = Array(repeating: [], count: qs.count)
@@ -593,9 +592,9 @@ public final class C3PORunner {
             let state = try states.state(h.row) {
                 let tokens = try model.encode(prompt)
                 guard !tokens.isEmpty, tokens.count <= model.maxContext else { return nil }
-                if let stored = try pool.storedState(h.row, tokens: tokens, model: model, fromLayer: fromLayer) {
+                if let stored = storedStates.states, let restored = try pool.storedState(h.row, in: stored, tokens: tokens, model: model, fromLayer: fromLayer) {
                     restoredStates += 1
-                    return stored
+                    return restored
                 }
                 prefilledStates += 1
                 return try model.prefill(tokens, override: nil).keepingTail(from: fromLayer)

@@ -84,10 +84,10 @@ public enum NeighbourhoodGradient {
         var loss: Float = 0
         var grad: [Int: [Float]] = [:]
         let used = neighbours.filter { $0.weight > 0 }
-        let extra = gradient ? nil : answer // its loss is not part of L: no gold, target 0 is a placeholder
-        var gradients = try model.tailGradients(used.map(\.state) + (extra.map { [$0.state] } ?? []), override: o,
-                                                rows: used.map(\.labelIDs) + (extra.map { [$0.labelIDs] } ?? []),
-                                                targets: used.map(\.gold) + (extra == nil ? [] : [0]), gradient: gradient)
+        var states = used.map(\.state), rows = used.map(\.labelIDs), targets = used.map(\.gold)
+        let extra = gradient ? nil : answer
+        if let extra { states.append(extra.state); rows.append(extra.labelIDs); targets.append(0) } // not in L: target 0 is a placeholder
+        var gradients = try model.tailGradients(states, override: o, rows: rows, targets: targets, gradient: gradient)
         let answerLogits = extra == nil ? nil : gradients.removeLast().logits
         for (n, g) in zip(used, gradients) {
             let w = n.weight / total

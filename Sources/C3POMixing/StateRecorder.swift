@@ -33,7 +33,7 @@ public struct PrefillStateRecorder: IndexStateRecorder {
         let reporter = ProgressReporter("storing neighbour states", total: records.count, enabled: progress)
         for (i, r) in records.enumerated() {
             let s = i < firstRow ? nil : i == firstRow ? firstState : try snapshot(r, fromLayer: fromLayer)
-            try writer.append(s.map { StoredStates.Entry(tokens: $0.tokens, keys: $0.keys, values: $0.values, lastInputs: $0.lastInputs) })
+            try writer.append(s)
             reporter.update(i + 1)
         }
         var shape = try writer.finish()
@@ -43,25 +43,26 @@ public struct PrefillStateRecorder: IndexStateRecorder {
 }
 
 extension ReferencePool {
-    /// Why stored states of `shape` cannot serve `model` (another checkpoint or tokenizer); nil when they can.
-    public static func statesServe(_ shape: IndexManifest.States, _ model: RoutedMoEModel) -> String? {
-        guard let m = shape.model else { return "they name no model" }
-        let given = model.identity
-        if m.configSHA256 != given.configSHA256 { return "they are prefills of model '\(m.id)' (config sha256 \(m.configSHA256.prefix(12))…), not of '\(given.id)'" }
-        if let a = m.tokenizerSHA256, let b = given.tokenizerSHA256, a != b { return "they were made with another tokenizer.json" }
-        return nil
+    /// The pool's stored states if they can serve `model` from `fromLayer` up, else nil and why not
+    /// (another checkpoint or tokenizer, or states that begin above `fromLayer`). Decided once per run.
+    public func usableStates(for model: RoutedMoEModel, fromLayer: Int) -> (states: StoredStates.Reader?, whyNot: String?) {
+        guard let stored = states else { return (nil, nil) }
+        let shape = stored.shape, given = model.identity
+        guard let m = shape.model else { return (nil, "they name no model") }
+        if m.configSHA256 != given.configSHA256 { return (nil, "they are prefills of model '\(m.id)' (config sha256 \(m.configSHA256.prefix(12))…), not of '\(given.id)'") }
+        if let a = m.tokenizerSHA256, let b = given.tokenizerSHA256, a != b { return (nil, "they were made with another tokenizer.json") }
+        if shape.fromLayer > fromLayer { return (nil, "they begin at layer \(shape.fromLayer), above this run's lowest critical layer \(fromLayer)") }
+        return (stored, nil)
     }
 
-    /// The stored state of reference `row` as a prefill state of `model` kept from `fromLayer` up;
-    /// nil when the index stores none for it (or none from so low a layer). `tokens`, the prompt
-    /// as the model encodes it now, must be what was stored: else the tokenizer changed.
-    func storedState(_ row: Int, tokens: [Int], model: RoutedMoEModel, fromLayer: Int) throws -> PrefillState? {
-        guard let stored = states, stored.shape.fromLayer <= fromLayer, Self.statesServe(stored.shape, model) == nil,
-              let e = try stored.entry(row) else { return nil }
+    /// The stored state of reference `row` in `stored` (from `usableStates`) as a prefill state of
+    /// `model` kept from `fromLayer` up; nil when the index stores none for it. `tokens`, the
+    /// prompt as the model encodes it now, must be what was stored: else the tokenizer changed.
+    func storedState(_ row: Int, in stored: StoredStates.Reader, tokens: [Int], model: RoutedMoEModel, fromLayer: Int) throws -> PrefillState? {
+        guard let e = try stored.entry(row) else { return nil }
         guard e.tokens == tokens else {
             throw MixingError.shapeMismatch("the index's stored state of reference '\(references[row].id)' was made from \(e.tokens.count) other tokens than the model's tokenizer gives its prompt now (\(tokens.count)): rebuild the index with --cache-states for this model")
         }
-        let snapshot = TailSnapshot(tokens: e.tokens, fromLayer: stored.shape.fromLayer, keys: e.keys, values: e.values, lastInputs: e.lastInputs)
-        return try model.restore(snapshot).keepingTail(from: fromLayer)
+        return try model.restore(e).keepingTail(from: fromLayer)
     }
 }

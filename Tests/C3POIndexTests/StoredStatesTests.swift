@@ -11,16 +11,16 @@ final class StoredStatesTests: XCTestCase {
     override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
-    func entry(_ seed: Int, tokens n: Int, layers: Int = 2, width: Int = 4, hidden: Int = 3) -> StoredStates.Entry {
+    func entry(_ seed: Int, tokens n: Int, from: Int = 0, layers: Int = 2, width: Int = 4, hidden: Int = 3) -> TailSnapshot {
         var g = SplitMix64(seed: UInt64(seed))
         func values(_ k: Int) -> [Float] { (0..<k).map { _ in Float(g.uniform() * 4 - 2) } }
-        return .init(tokens: (0..<n).map { seed * 100 + $0 }, keys: (0..<layers).map { _ in values(n * width) },
+        return .init(tokens: (0..<n).map { seed * 100 + $0 }, fromLayer: from, keys: (0..<layers).map { _ in values(n * width) },
                      values: (0..<layers).map { _ in values(n * width) }, lastInputs: (0..<layers).map { _ in values(hidden) })
     }
 
     func testWhatIsWrittenIsReadBack() throws {
         let w = try StoredStates.Writer(folder: dir, fromLayer: 3, layers: 2, keyValueWidth: 4, hidden: 3)
-        let written = [entry(1, tokens: 5), nil, entry(2, tokens: 1), entry(3, tokens: 7)]
+        let written = [entry(1, tokens: 5, from: 3), nil, entry(2, tokens: 1, from: 3), entry(3, tokens: 7, from: 3)]
         for e in written { try w.append(e) }
         let shape = try w.finish()
         XCTAssertEqual(shape, IndexManifest.States(fromLayer: 3, layers: 2, keyValueWidth: 4, hidden: 3, references: 3, tokens: 13))
