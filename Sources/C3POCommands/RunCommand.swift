@@ -242,6 +242,7 @@ public struct RunCommand: ParsableCommand {
         if !quiet, runner.restoredStates + runner.prefilledStates > 0 {
             StandardError.write("neighbour states: \(runner.restoredStates) read from the index's stored states, \(runner.prefilledStates) by prefill\n")
         }
+        StageProfile.shared.report("c3po-apply") // C3PO_PROFILE=1
         var summary = RunSummary(results: results, method: method, warnings: runner.warnings)
         summary.settings = settings
         if json {

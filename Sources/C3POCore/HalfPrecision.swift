@@ -1,3 +1,5 @@
+import CKernels
+
 /// Conversions of stored half-precision weights to Float, one tile at a time.
 public enum HalfPrecision {
     /// bfloat16 is the top 16 bits of an IEEE float32.
@@ -21,8 +23,8 @@ public enum HalfPrecision {
         for i in 0..<count { d[i] = UInt32(s[i]) << 16 }
     }
 
+    /// Exact, by the CPU's conversion instructions where it has them (F16C, AVX-512).
     public static func convertF16(_ src: UnsafeRawPointer, to dst: UnsafeMutablePointer<Float>, count: Int) {
-        let s = src.assumingMemoryBound(to: Float16.self)
-        for i in 0..<count { dst[i] = Float(s[i]) }
+        c3po_f16_to_f32_array(src.assumingMemoryBound(to: UInt16.self), dst, count)
     }
 }

@@ -113,6 +113,74 @@ public enum MatMul {
         }
     }
 
+    /// One product of `linears` or `linearsTransposed`: a weight [n, k] in its stored dtype and
+    /// its output (y [m, n]) or its output gradient (dy [m, n]).
+    public struct Product {
+        public var weight: UnsafeRawPointer
+        public var dtype: WeightDType
+        public var outFeatures: Int
+        public var data: UnsafeMutablePointer<Float>
+        public init(weight: UnsafeRawPointer, dtype: WeightDType, outFeatures: Int, data: UnsafeMutablePointer<Float>) {
+            self.weight = weight; self.dtype = dtype; self.outFeatures = outFeatures; self.data = data
+        }
+    }
+
+    /// The weight rows of several products, concatenated, in ranges of about `block` rows that
+    /// never cross a product: (product, first row, end row).
+    static func ranges(_ products: [Product], block: Int) -> [(Int, Int, Int)] {
+        var out: [(Int, Int, Int)] = []
+        for (i, p) in products.enumerated() {
+            let parts = max(1, (p.outFeatures + block - 1) / block), size = (p.outFeatures + parts - 1) / parts
+            for lo in stride(from: 0, to: p.outFeatures, by: size) { out.append((i, lo, min(p.outFeatures, lo + size))) }
+        }
+        return out
+    }
+
+    /// y_i [m, n_i] = x [m, k] · W_iᵀ for several weights of one input (q, k and v of a few
+    /// rows), as one parallel region: each weight row is read once, by one worker, and the
+    /// workers stream from the first product to the last without waiting between them. For
+    /// small m (the tail's rows), where each product is a stream of its weight.
+    public static func linears(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, _ products: [Product],
+                               threads: Int = Parallel.defaultThreads) {
+        let parts = ranges(products, block: 256)
+        Parallel.dynamicForEach(parts.count, workers: threads) { _, r in
+            let (i, lo, hi) = parts[r], p = products[i]
+            linear(x, ldx: k, weight: p.weight + lo * k * p.dtype.size, dtype: p.dtype, ldw: k, into: p.data + lo, ldy: p.outFeatures,
+                   m: m, n: hi - lo, k: k)
+        }
+    }
+
+    /// dx [m, k] (+)= Σ_i dy_i [m, n_i] · W_i: the input gradient of `linears`, as one parallel
+    /// region (each worker sums its weight rows' part into its own dx, then the parts are added
+    /// in worker order).
+    public static func linearsTransposed(_ products: [Product], rows m: Int, inFeatures k: Int, into dx: UnsafeMutablePointer<Float>,
+                                         accumulate: Bool = false, threads: Int = Parallel.defaultThreads) {
+        let total = products.reduce(0) { $0 + $1.outFeatures }
+        let workers = max(1, min(threads, total / 64))
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * m * k) // [workers, m, k]
+        defer { partials.deallocate() }
+        partials.initialize(repeating: 0, count: workers * m * k)
+        // Worker w takes rows [w·total/workers, (w+1)·total/workers) of the concatenation: a fixed
+        // share, so that the sum's order does not depend on timing.
+        Parallel.dynamicForEach(workers, workers: workers) { _, w in
+            let from = w * total / workers, to = (w + 1) * total / workers
+            var start = 0
+            for p in products {
+                let lo = max(from, start) - start, hi = min(to, start + p.outFeatures) - start
+                if lo < hi {
+                    linearTransposed(p.data + lo, lddy: p.outFeatures, weight: p.weight + lo * k * p.dtype.size, dtype: p.dtype, ldw: k,
+                                     into: partials + w * m * k, lddx: k, m: m, n: hi - lo, k: k, accumulate: true)
+                }
+                start += p.outFeatures
+            }
+        }
+        for i in 0..<(m * k) {
+            var acc = accumulate ? dx[i] : 0
+            for w in 0..<workers { acc += partials[w * m * k + i] }
+            dx[i] = acc
+        }
+    }
+
     /// x[0..<n] ← softmax(x), max subtracted (exp within 2 ulp of expf on AVX-512).
     @inline(__always)
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int, path: KernelPath = .active) {
@@ -123,6 +191,13 @@ public enum MatMul {
     @inline(__always)
     public static func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, count n: Int, path: KernelPath = .active) {
         c3po_silu_mul(path.rawValue, g, u, n)
+    }
+
+    /// The backward of `siluMul` at gate g and up u from d = ∂/∂(silu(g) · u): dg and du.
+    @inline(__always)
+    public static func siluMulBackward(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ d: UnsafePointer<Float>,
+                                       dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>, count n: Int, path: KernelPath = .active) {
+        c3po_silu_mul_backward(path.rawValue, g, u, d, dg, du, n)
     }
 
     /// y [m, n] = x [m, k] · Wᵀ (+ bias) with W in panels, over `threads` workers (blocks of

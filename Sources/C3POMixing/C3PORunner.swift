@@ -360,12 +360,12 @@ public final class C3PORunner {
                 try onResult(r, nil); results.append(r); progress.update(n + 1); continue
             }
             var promptIDs: [Int] = []
-            let ((state, tokens), tPrefill): ((PrefillState?, Int), Double) = try timed {
+            let ((state, tokens), tPrefill): ((PrefillState?, Int), Double) = try StageProfile.shared.time("base.prefill") { try timed {
                 let tokens = try model.encode(options.instruction + q.prompt)
                 promptIDs = tokens
                 guard !tokens.isEmpty, tokens.count <= model.maxContext else { return (nil, tokens.count) }
                 return (try model.prefill(tokens, override: nil), tokens.count)
-            }
+            } }
             guard let state else {
                 r.skipped = tokens == 0 ? "empty prompt" : "prompt of \(tokens) tokens is longer than the model's context (\(model.maxContext))"
                 try onResult(r, nil); results.append(r); progress.update(n + 1); continue
@@ -525,12 +525,15 @@ public final class C3PORunner {
             case .kernel: start = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(alpha: a, bandwidth: b))
             }
             let core = Dictionary(uniqueKeysWithValues: criticalLayers.map { ($0, CoreExperts.select(sample[$0], count: min(options.coreExperts, model.expertCount))) })
-            guard let result = try NeighbourhoodGradient.optimise(model: model, start: start, core: core,
-                                                                  neighbours: try neighbourStates(hits, bandwidth: b), parameters: options.ngd,
-                                                                  answer: .init(state: state, labelIDs: labelIDs))
+            let prof = StageProfile.shared
+            let states = try prof.time("ngd.neighbour_states") { try neighbourStates(hits, bandwidth: b) }
+            guard let result = try prof.time("ngd.steps", {
+                try NeighbourhoodGradient.optimise(model: model, start: start, core: core, neighbours: states, parameters: options.ngd,
+                                                   answer: .init(state: state, labelIDs: labelIDs))
+            })
             else { return (try tail(start), start, options.ngd.start == .kernel ? a : nil, b) }
             ngdLoss = [result.startLoss, result.loss]
-            let answer = try result.answerLogits.map(MCScoring.argmax) ?? tail(result.override)
+            let answer = try prof.time("ngd.answer") { try result.answerLogits.map(MCScoring.argmax) ?? tail(result.override) }
             return (answer, result.override, options.ngd.start == .kernel ? a : nil, b)
         case .kernel:
             var (a, b) = hyper()

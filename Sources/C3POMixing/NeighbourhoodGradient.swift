@@ -62,33 +62,32 @@ public enum NeighbourhoodGradient {
         public var loss: Float
         /// Steps taken (gradient evaluations of every neighbour).
         public var steps: Int
-        /// The test question's label logits at the returned iterate, when they rode along with
-        /// the neighbours' last forward (the last iterate is the best); nil otherwise.
+        /// The test question's label logits at the returned iterate (they ride along with the
+        /// neighbours' forwards); nil without an `answer`.
         public var answerLogits: [Float]?
     }
 
-    /// The test question itself, as an extra row of the last forward: its label logits at the
-    /// last iterate come with the neighbours' (the weights are streamed once for all rows), so
-    /// the answer needs no tail of its own when that iterate is the best.
+    /// The test question itself, as an extra row of every forward (with no loss, so no backward
+    /// reaches it): its label logits at each iterate come with the neighbours' (the weights are
+    /// streamed once for all rows), so the answer at the best iterate needs no tail of its own.
     public struct Answer {
         public var state: PrefillState
         public var labelIDs: [Int]
         public init(state: PrefillState, labelIDs: [Int]) { self.state = state; self.labelIDs = labelIDs }
     }
 
-    /// The neighbours' kernel-weighted mean loss at `o`, and its gradient; with `answer` (only
-    /// without a gradient), the answer's label logits at `o` too.
+    /// The neighbours' kernel-weighted mean loss at `o`, and its gradient (when asked); with
+    /// `answer`, the answer's label logits at `o` too (its row has no loss: nothing flows back from it).
     static func objective(model: RoutedMoEModel, _ o: RoutingOverride, _ neighbours: [NGDNeighbor], gradient: Bool = true,
                           answer: Answer? = nil) throws -> (Float, [Int: [Float]], [Float]?) {
         let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
         var loss: Float = 0
         var grad: [Int: [Float]] = [:]
         let used = neighbours.filter { $0.weight > 0 }
-        var states = used.map(\.state), rows = used.map(\.labelIDs), targets = used.map(\.gold)
-        let extra = gradient ? nil : answer
-        if let extra { states.append(extra.state); rows.append(extra.labelIDs); targets.append(0) } // not in L: target 0 is a placeholder
+        var states = used.map(\.state), rows = used.map(\.labelIDs), targets: [Int?] = used.map(\.gold)
+        if let answer { states.append(answer.state); rows.append(answer.labelIDs); targets.append(nil) }
         var gradients = try model.tailGradients(states, override: o, rows: rows, targets: targets, gradient: gradient)
-        let answerLogits = extra == nil ? nil : gradients.removeLast().logits
+        let answerLogits = answer == nil ? nil : gradients.removeLast().logits
         for (n, g) in zip(used, gradients) {
             let w = n.weight / total
             loss += w * g.loss
@@ -135,9 +134,9 @@ public enum NeighbourhoodGradient {
         }
         var current = start
         var sigma = shares(theta)
-        var (loss, grad, _) = try objective(model: model, current, neighbours)
+        var (loss, grad, logits) = try objective(model: model, current, neighbours, answer: answer)
         var best = (override: current, loss: loss)
-        var answerLogits: [Float]?
+        var answerLogits = logits
         let startLoss = loss
         var taken = 0
         for step in 0..<p.steps {
@@ -148,9 +147,8 @@ public enum NeighbourhoodGradient {
             }
             sigma = shares(theta)
             current = pathway(sigma)
-            // The last iterate needs only its loss (is it the best?), not a gradient; the answer rides along.
+            // The last iterate needs only its loss (is it the best?), not a gradient.
             let last = step == p.steps - 1
-            var logits: [Float]?
             (loss, grad, logits) = try objective(model: model, current, neighbours, gradient: !last, answer: answer)
             taken += 1
             if loss < best.loss { best = (current, loss); answerLogits = logits }

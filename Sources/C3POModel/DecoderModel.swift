@@ -285,6 +285,9 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
     /// RoPE at positions firstPosition ..< firstPosition + rows (or at `positions`, one per row). `observe` (the tail's backward
     /// keeps them) sees q, k, v after the projections and biases (`.projected`) and after the q/k
     /// norm, before clipping (`.normed`).
+    /// Rows up to which products of one input run as one parallel region (below the AMX kernels' range).
+    static let fewRows = 8
+
     func projectQKV(_ a: AttentionWeights, _ xn: [Float], rows t: Int, firstPosition: Int, positions: [Int]? = nil,
                     q: inout [Float], k: inout [Float], v: inout [Float], pool: ScratchPool,
                     observe: ((QKVStage, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) -> Void)? = nil) {
@@ -292,9 +295,14 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
         xn.withUnsafeBufferPointer { xp in
             q.withUnsafeMutableBufferPointer { qp in k.withUnsafeMutableBufferPointer { kp in v.withUnsafeMutableBufferPointer { vp in
                 let x = xp.baseAddress!, qb = qp.baseAddress!, kb = kp.baseAddress!, vb = vp.baseAddress!
-                Kernels.linear(x, rows: t, weight: a.q, into: qb, pool: pool) // [t, heads·d]
-                Kernels.linear(x, rows: t, weight: a.k, into: kb, pool: pool) // [t, kvHeads·d]
-                Kernels.linear(x, rows: t, weight: a.v, into: vb, pool: pool) // [t, kvHeads·d]
+                if t <= Self.fewRows {
+                    // A few rows (decoding, the tail): the three weights as one stream per worker.
+                    Kernels.linears(x, rows: t, [(a.q, qb), (a.k, kb), (a.v, vb)], pool: pool)
+                } else {
+                    Kernels.linear(x, rows: t, weight: a.q, into: qb, pool: pool) // [t, heads·d]
+                    Kernels.linear(x, rows: t, weight: a.k, into: kb, pool: pool) // [t, kvHeads·d]
+                    Kernels.linear(x, rows: t, weight: a.v, into: vb, pool: pool) // [t, kvHeads·d]
+                }
                 func addBias(_ bias: [Float]?, _ p: UnsafeMutablePointer<Float>, _ width: Int) {
                     guard let bias else { return }
                     for r in 0..<t { for i in 0..<width { p[r * width + i] += bias[i] } }

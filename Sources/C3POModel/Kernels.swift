@@ -56,6 +56,20 @@ enum Kernels {
                       into: y, threads: pool.workers)
     }
 
+    /// y_i = x · W_iᵀ for weights of one input (MatMul.linears: one parallel region, for few rows).
+    static func linears(_ x: UnsafePointer<Float>, rows t: Int, _ products: [(WeightMatrix, UnsafeMutablePointer<Float>)], pool: ScratchPool) {
+        MatMul.linears(x, rows: t, inFeatures: products[0].0.cols,
+                       products.map { MatMul.Product(weight: $0.0.pointer(row: 0), dtype: $0.0.dtype, outFeatures: $0.0.rows, data: $0.1) },
+                       threads: pool.workers)
+    }
+
+    /// dx (+)= Σ dy_i · W_i: the input gradient of `linears` (MatMul.linearsTransposed).
+    static func linearsBackward(_ products: [(WeightMatrix, UnsafeMutablePointer<Float>)], rows t: Int, into dx: UnsafeMutablePointer<Float>,
+                                accumulate: Bool, pool: ScratchPool) {
+        MatMul.linearsTransposed(products.map { MatMul.Product(weight: $0.0.pointer(row: 0), dtype: $0.0.dtype, outFeatures: $0.0.rows, data: $0.1) },
+                                 rows: t, inFeatures: products[0].0.cols, into: dx, accumulate: accumulate, threads: pool.workers)
+    }
+
     /// dx[T, in] (+)= dy[T, out] · W, W [out, in]: the input gradient of `linear`, over the pool's
     /// workers (columns split).
     static func linearBackward(_ dy: UnsafePointer<Float>, rows t: Int, weight w: WeightMatrix,

@@ -80,8 +80,9 @@ public protocol RoutedMoEModel: AnyObject {
     func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient
 
     /// `tailGradient` of several prompts under one override, as one batch (each weight read once);
-    /// with `gradient` false only the forward runs (losses and logits, `omega` empty).
-    func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int], gradient: Bool) throws -> [TailGradient]
+    /// with `gradient` false only the forward runs (losses and logits, `omega` empty). A nil target
+    /// makes its row logits only: loss 0, `omega` empty, and nothing flows back from it.
+    func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient]
 
     /// One step of decoding with a KV cache: `token` appended after `state`'s tokens, every
     /// layer run at the new position only (the earlier positions' keys and values from the
@@ -120,8 +121,11 @@ extension RoutedMoEModel {
     public func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient {
         throw ModelError.input("this model has no tail gradient")
     }
-    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int], gradient: Bool) throws -> [TailGradient] {
-        try states.indices.map { try tailGradient(states[$0], override: override, rows: rows[$0], target: targets[$0]) }
+    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient] {
+        try states.indices.map { i in
+            guard let t = targets[i] else { throw ModelError.input("tailGradients: this model has no logits-only rows") }
+            return try tailGradient(states[i], override: override, rows: rows[i], target: t)
+        }
     }
     public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int]) throws -> [TailGradient] {
         try tailGradients(states, override: override, rows: rows, targets: targets, gradient: true)

@@ -50,7 +50,7 @@ public final class StageProfile: @unchecked Sendable {
 
     /// Runs `body`, adding its wall and process CPU time to `stage` when profiling is on.
     @inline(__always)
-    func time<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+    public func time<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
         guard enabled else { return try body() }
         let t0 = Self.now()
         defer { add(stage, from: t0, to: Self.now()) }
@@ -76,6 +76,17 @@ public final class StageProfile: @unchecked Sendable {
 
     public func reset() {
         lock.lock(); totals = [:]; cpuTotals = [:]; order = []; lock.unlock()
+    }
+
+    /// The stages so far on stderr, one a line (wall and CPU milliseconds), when profiling is on:
+    /// what a tool prints at its end under `C3PO_PROFILE=1`.
+    public func report(_ title: String) {
+        guard enabled else { return }
+        var text = "profile of \(title) (wall ms, cpu ms):\n"
+        for (stage, wall, cpu) in snapshot() {
+            text += "  " + stage.padding(toLength: max(28, stage.count), withPad: " ", startingAt: 0) + String(format: " %10.1f %10.1f\n", wall * 1e3, cpu * 1e3)
+        }
+        FileHandle.standardError.write(Data(text.utf8))
     }
 
     /// (stage, wall seconds, CPU seconds) in first-seen order.

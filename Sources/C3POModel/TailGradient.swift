@@ -41,12 +41,15 @@ final class LowestLayerMemo: @unchecked Sendable {
     private let lock = NSLock()
     private var layers: [Int: Layer] = [:]
 
-    func layer(_ l: Int, make: () -> Layer) -> Layer {
+    func existing(_ l: Int) -> Layer? {
         lock.lock(); defer { lock.unlock() }
-        if let x = layers[l] { return x }
-        let x = make()
-        layers[l] = x
-        return x
+        return layers[l]
+    }
+
+    /// Keeps `x` as layer `l`'s memo unless one is there already.
+    func store(_ l: Int, _ x: Layer) {
+        lock.lock(); defer { lock.unlock() }
+        if layers[l] == nil { layers[l] = x }
     }
 }
 
@@ -61,6 +64,20 @@ extension MoEDecoderModel {
         var preGate: [Float] // [n, inter] gate_proj(b)
         var up: [Float]      // [n, inter] up_proj(b)
         var out: [Float]     // [n, hidden] down_proj(silu(preGate) · up)
+
+        /// The entries of the rows `live` marks (nil when none is left).
+        func restricted(to live: [Bool]) -> ExpertGroup? {
+            let keep = entries.indices.filter { live[entries[$0].row] }
+            if keep.count == entries.count { return self }
+            guard !keep.isEmpty else { return nil }
+            func rows(_ a: [Float]) -> [Float] {
+                guard !a.isEmpty else { return a }
+                let w = a.count / entries.count
+                return keep.flatMap { a[($0 * w)..<(($0 + 1) * w)] }
+            }
+            return ExpertGroup(expert: expert, entries: keep.map { entries[$0] }, gates: keep.map { gates[$0] },
+                               preGate: rows(preGate), up: rows(up), out: rows(out))
+        }
     }
 
     /// The feed-forward block of one layer at the batch's rows.
@@ -101,7 +118,7 @@ extension MoEDecoderModel {
         try tailGradients([state], override: override, rows: [rows], targets: [target], gradient: true)[0]
     }
 
-    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int], gradient: Bool) throws -> [TailGradient] {
+    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient] {
         try check(override)
         guard let fromLayer = override.firstLayer else { throw ModelError.override("tailGradient: the override names no layer") }
         guard rows.count == states.count, targets.count == states.count else {
@@ -116,7 +133,7 @@ extension MoEDecoderModel {
             guard !rows[i].isEmpty, rows[i].allSatisfy({ $0 >= 0 && $0 < vocabularySize }) else {
                 throw ModelError.input("tailGradient: rows must be non-empty vocabulary ids")
             }
-            guard rows[i].indices.contains(targets[i]) else { throw ModelError.input("tailGradient: target \(targets[i]) outside 0..<\(rows[i].count)") }
+            if let t = targets[i], !rows[i].indices.contains(t) { throw ModelError.input("tailGradient: target \(t) outside 0..<\(rows[i].count)") }
             sts.append(st)
         }
         let m = sts.count, h = spec.hidden
@@ -153,10 +170,16 @@ extension MoEDecoderModel {
                     z.withUnsafeBufferPointer { zp in logits.withUnsafeMutableBufferPointer { lp in
                         for (i, row) in labels.enumerated() { lmHead.product(zp.baseAddress!, ldx: h, tokens: 1, rows: row, row + 1, into: lp.baseAddress! + i, ldo: 1) }
                     } }
+                    guard let target = targets[r] else {
+                        // Logits only: no loss, and nothing flows back from this row.
+                        for i in 0..<h { dp[r * h + i] = 0 }
+                        results.append(TailGradient(loss: 0, logits: logits, omega: [:]))
+                        continue
+                    }
                     let peak = Double(logits.max()!)
                     let sum = logits.reduce(0.0) { $0 + exp(Double($1) - peak) }
                     var dLogits = logits.map { Float(exp(Double($0) - peak) / sum) } // softmax − onehot
-                    dLogits[targets[r]] -= 1
+                    dLogits[target] -= 1
                     for i in 0..<h { dz[i] = 0 }
                     dLogits.withUnsafeBufferPointer { gp in dz.withUnsafeMutableBufferPointer { zp in
                         for (i, row) in labels.enumerated() {
@@ -164,18 +187,19 @@ extension MoEDecoderModel {
                         }
                     } }
                     dz.withUnsafeBufferPointer { Kernels.rmsNormBackward(xr, $0.baseAddress!, cols: h, weight: finalNorm, eps: spec.eps, into: dp.baseAddress! + r * h, accumulate: false) }
-                    results.append(TailGradient(loss: Float(log(sum) + peak - Double(logits[targets[r]])), logits: logits, omega: [:]))
+                    results.append(TailGradient(loss: Float(log(sum) + peak - Double(logits[target])), logits: logits, omega: [:]))
                 }
             } }
             guard gradient else { return results }
+            let live = targets.map { $0 != nil } // rows with a loss to differentiate
             for (i, l) in ((fromLayer + 1)..<max(fromLayer + 1, layerCount)).enumerated().reversed() {
-                let (dIn, dOmega) = StageProfile.shared.time("grad.backward") { backward(l, tapes[i], dx, positions: positions, pool: pool) }
+                let (dIn, dOmega) = StageProfile.shared.time("grad.backward") { backward(l, tapes[i], dx, positions: positions, live: live, pool: pool) }
                 dx = dIn
-                if let dOmega { for r in 0..<m { results[r].omega[l] = dOmega[r] } }
+                if let dOmega { for r in 0..<m where live[r] { results[r].omega[l] = dOmega[r] } }
             }
             // The lowest layer: only its mixing weights depend on ω.
             let dOmega = gateGradients(lowest.ffn, dx)
-            for r in 0..<m { results[r].omega[fromLayer] = dOmega[r] }
+            for r in 0..<m where live[r] { results[r].omega[fromLayer] = dOmega[r] }
             return results
         }
     }
@@ -199,12 +223,12 @@ extension MoEDecoderModel {
         for (i, e) in entries.enumerated() { for j in 0..<h { xe[i * h + j] = b[e.row * h + j] } }
         var g = ExpertGroup(expert: expert, entries: entries, gates: gates, preGate: [Float](repeating: 0, count: c * n),
                             up: [Float](repeating: 0, count: c * n), out: [Float](repeating: 0, count: c * h))
-        var act = [Float](repeating: 0, count: c * n) // [c, inter] silu(gate) · up
         xe.withUnsafeBufferPointer { xp in
             g.preGate.withUnsafeMutableBufferPointer { ex.gate.product(xp.baseAddress!, ldx: h, tokens: c, rows: 0, n, into: $0.baseAddress!, ldo: n) }
             g.up.withUnsafeMutableBufferPointer { ex.up.product(xp.baseAddress!, ldx: h, tokens: c, rows: 0, n, into: $0.baseAddress!, ldo: n) }
         }
-        for i in 0..<(c * n) { let v = g.preGate[i]; act[i] = v / (1 + expf(-v)) * g.up[i] }
+        var act = g.preGate // [c, inter] silu(gate) · up
+        act.withUnsafeMutableBufferPointer { ap in g.up.withUnsafeBufferPointer { MatMul.siluMul(ap.baseAddress!, $0.baseAddress!, count: c * n) } }
         act.withUnsafeBufferPointer { ap in g.out.withUnsafeMutableBufferPointer {
             ex.down.product(ap.baseAddress!, ldx: n, tokens: c, rows: 0, h, into: $0.baseAddress!, ldo: h)
         } }
@@ -232,6 +256,7 @@ extension MoEDecoderModel {
     private func forwardTape(_ l: Int, _ xIn: [Float], positions: [Int], cachedKeys: [[Float]], cachedValues: [[Float]],
                              weights: [Float]?, pool: ScratchPool) -> LayerTape {
         let layer = layers[l], s = spec, h = s.hidden, d = s.headDim, m = positions.count
+        var laps = StageProfile.Laps(StageProfile.shared)
         var a = [Float](repeating: 0, count: m * h) // [m, hidden]
         rmsNorm(xIn, into: &a, rows: m, weight: layer.inputNorm)
         var q = [Float](repeating: 0, count: m * s.qDim), k = [Float](repeating: 0, count: m * s.kvDim), v = k
@@ -245,6 +270,7 @@ extension MoEDecoderModel {
                 qN = Array(UnsafeBufferPointer(start: qb, count: m * s.qDim)); kN = Array(UnsafeBufferPointer(start: kb, count: m * s.kvDim))
             }
         }
+        laps.lap("grad.forward.qkv")
         // Per row: one query over the p cached keys and its own, per head, the softmax weights kept.
         // One task per (row, kv head), as in the backward: the rows' weights in one flat buffer.
         var attn = [Float](repeating: 0, count: m * s.qDim) // [m, heads·d]
@@ -278,11 +304,14 @@ extension MoEDecoderModel {
             } }
         } } }
         let probs = (0..<m).map { Array(flat[offsets[$0]..<offsets[$0 + 1]]) }
+        laps.lap("grad.forward.attention")
         var x1 = [Float](repeating: 0, count: m * h)
         linear(attn, rows: m, weight: layer.attention.o, into: &x1, pool: pool) // [m, hidden]
         for i in 0..<(m * h) { x1[i] += xIn[i] }
         var b = [Float](repeating: 0, count: m * h)
         rmsNorm(x1, into: &b, rows: m, weight: layer.postAttentionNorm)
+        laps.lap("grad.forward.o")
+        defer { laps.lap("grad.forward.experts") }
 
         var ffn: FeedForwardTape
         let everyRow = (0..<m).map { (row: $0, slot: 0) }
@@ -333,23 +362,45 @@ extension MoEDecoderModel {
         var shared: ExpertGroup?
         var entries: [Int: [(row: Int, slot: Int)]] = [:]
         for r in 0..<m { for (slot, c) in chosen.enumerated() { entries[c.expert, default: []].append((r, slot)) } }
+        // Rows without a memo yet: their attention and chosen experts as one batch (each weight read once).
+        let missing = (0..<m).filter { states[$0].memo.existing(l) == nil }
+        if !missing.isEmpty {
+            let tape = forwardTape(l, missing.flatMap { xIn[($0 * h)..<(($0 + 1) * h)] }, positions: missing.map { states[$0].tokens.count - 1 },
+                                   cachedKeys: missing.map { states[$0].keys[l] }, cachedValues: missing.map { states[$0].values[l] },
+                                   weights: weights, pool: pool)
+            func row(_ a: [Float], _ i: Int) -> [Float] { Array(a[(i * h)..<((i + 1) * h)]) }
+            for (i, r) in missing.enumerated() {
+                let x = LowestLayerMemo.Layer()
+                x.x1 = row(tape.x1, i)
+                x.b = row(tape.b, i)
+                for g in tape.ffn.groups { for (j, e) in g.entries.enumerated() where e.row == i { x.outs[g.expert] = row(g.out, j) } }
+                if let sg = tape.ffn.shared, let j = sg.entries.firstIndex(where: { $0.row == i }) { x.shared = row(sg.out, j); x.sharedGate = sg.gates[j] }
+                states[r].memo.store(l, x)
+            }
+        }
+        let memos = states.map { $0.memo.existing(l)! }
+        // Experts chosen since a row's memo was made: per expert, its rows as one batch.
+        var need: [Int: [Int]] = [:] // expert → rows
+        for (r, memo) in memos.enumerated() { for c in chosen where memo.outs[c.expert] == nil { need[c.expert, default: []].append(r) } }
+        if !need.isEmpty {
+            let experts = need.keys.sorted()
+            var made = [[Float]](repeating: [], count: experts.count) // per expert [rows, hidden]
+            made.withUnsafeMutableBufferPointer { mp in
+                let o = mp.baseAddress!
+                Parallel.dynamicForEach(experts.count, workers: pool.workers) { _, i in
+                    let rows = need[experts[i]]!
+                    o[i] = groupForward(block.experts.experts[experts[i]], expert: experts[i], entries: rows.indices.map { ($0, 0) },
+                                        gates: Array(repeating: 1, count: rows.count), rows.flatMap { memos[$0].b }).out
+                }
+            }
+            for (i, e) in experts.enumerated() {
+                for (j, r) in need[e]!.enumerated() { memos[r].outs[e] = Array(made[i][(j * h)..<((j + 1) * h)]) }
+            }
+        }
         var outs: [Int: [Float]] = [:] // expert → [m, hidden]
         var sharedOut: [Float] = [], sharedGates: [Float] = []
-        for (r, st) in states.enumerated() {
-            let memo = st.memo.layer(l) {
-                let one = forwardTape(l, Array(xIn[(r * h)..<((r + 1) * h)]), positions: [st.tokens.count - 1], cachedKeys: [st.keys[l]],
-                                      cachedValues: [st.values[l]], weights: weights, pool: pool)
-                let x = LowestLayerMemo.Layer()
-                x.x1 = one.x1
-                x.b = one.b
-                for g in one.ffn.groups { x.outs[g.expert] = g.out }
-                if let sg = one.ffn.shared { x.shared = sg.out; x.sharedGate = sg.gates[0] }
-                return x
-            }
+        for memo in memos {
             x1 += memo.x1
-            for c in chosen where memo.outs[c.expert] == nil {
-                memo.outs[c.expert] = groupForward(block.experts.experts[c.expert], expert: c.expert, entries: [(0, 0)], gates: [1], memo.b).out
-            }
             for c in chosen { outs[c.expert, default: []] += memo.outs[c.expert]! }
             if let s = memo.shared { sharedOut += s; sharedGates.append(memo.sharedGate) }
         }
@@ -421,11 +472,12 @@ extension MoEDecoderModel {
             ex.down.transposedProduct(gp.baseAddress!, ldy: h, tokens: c, rows: 0, h, into: $0.baseAddress!, ldx: n, accumulate: false)
         } }
         var dPre = [Float](repeating: 0, count: c * n), dUp = dPre // [c, inter]
-        for i in 0..<(c * n) {
-            let v = g.preGate[i], sg = 1 / (1 + expf(-v))
-            dUp[i] = dAct[i] * v * sg                            // ∂/∂u of silu(g)·u
-            dPre[i] = dAct[i] * g.up[i] * sg * (1 + v * (1 - sg)) // silu'(g) = σ(g)(1 + g(1 − σ(g)))
-        }
+        // ∂/∂u of silu(g)·u is silu(g); ∂/∂g is u · silu'(g), silu'(g) = σ(g)(1 + g(1 − σ(g))).
+        g.preGate.withUnsafeBufferPointer { gp in g.up.withUnsafeBufferPointer { up in dAct.withUnsafeBufferPointer { ap in
+            dPre.withUnsafeMutableBufferPointer { pp in dUp.withUnsafeMutableBufferPointer { qp in
+                MatMul.siluMulBackward(gp.baseAddress!, up.baseAddress!, ap.baseAddress!, dg: pp.baseAddress!, du: qp.baseAddress!, count: c * n)
+            } }
+        } } }
         var db = [Float](repeating: 0, count: c * h) // [c, hidden]
         db.withUnsafeMutableBufferPointer { dp in
             dPre.withUnsafeBufferPointer { ex.gate.transposedProduct($0.baseAddress!, ldy: n, tokens: c, rows: 0, n, into: dp.baseAddress!, ldx: h, accumulate: false) }
@@ -436,7 +488,7 @@ extension MoEDecoderModel {
 
     /// Backward of layer `l`: from ∂loss/∂(its output residual) [m, hidden] to ∂loss/∂(its input
     /// residual), and ∂loss/∂ω per row when the layer is overridden.
-    private func backward(_ l: Int, _ t: LayerTape, _ dOut: [Float], positions: [Int], pool: ScratchPool) -> ([Float], [[Float]]?) {
+    private func backward(_ l: Int, _ t: LayerTape, _ dOut: [Float], positions: [Int], live: [Bool], pool: ScratchPool) -> ([Float], [[Float]]?) {
         let layer = layers[l], s = spec, h = s.hidden, d = s.headDim, e = s.experts, m = positions.count
         // Feed-forward block: y = Σ gate · expert(b) (+ shared); x2 = x1 + y.
         var db = [Float](repeating: 0, count: m * h) // [m, hidden] ∂loss/∂b
@@ -449,10 +501,12 @@ extension MoEDecoderModel {
         case .dense(let mlp): bank = mlp
         case .moe(let block): bank = block.experts
         }
-        let groups = t.ffn.groups
+        // Rows without a loss (logits only) have no gradient: their experts' rows are left out.
+        // Backward order is the forward's reversed (the weights read last come back first, from cache).
+        let groups = Array(t.ffn.groups.compactMap { $0.restricted(to: live) }.reversed())
         var parts = [([Float], [Float])?](repeating: nil, count: groups.count)
         var laps = StageProfile.Laps(StageProfile.shared)
-        defer { laps.lap("grad.backward.attention") }
+        defer { laps.lap("grad.backward.qkv") }
         parts.withUnsafeMutableBufferPointer { pp in
             let out = pp.baseAddress!
             Parallel.dynamicForEach(groups.count, workers: pool.workers) { _, i in
@@ -461,7 +515,7 @@ extension MoEDecoderModel {
         }
         laps.lap("grad.backward.experts")
         var dGate = t.ffn.routing.map { [Float](repeating: 0, count: $0.count) } // [m][k] ∂loss/∂(mixing weight)
-        for (g, part) in zip(groups, parts) { // fixed order: experts ascending
+        for (g, part) in zip(groups, parts) { // fixed order: experts descending
             scatter(g, part!.0)
             for (i, entry) in g.entries.enumerated() { dGate[entry.row][entry.slot] = part!.1[i] }
         }
@@ -479,12 +533,13 @@ extension MoEDecoderModel {
                     Kernels.linearBackward(gp.baseAddress!, rows: m, weight: block.router, into: $0.baseAddress!, accumulate: true, pool: pool)
                 } }
             }
-            if let shared = block.shared, let sg = t.ffn.shared {
+            if let shared = block.shared, let sg = t.ffn.shared?.restricted(to: live) {
                 let (dbShared, dGates) = groupBackward(shared.experts[0], sg, dy: dOut)
                 scatter(sg, dbShared)
                 if t.ffn.sharedGated, let gateW = block.sharedGate {
                     // gate = σ(z), z = w · b: ∂loss/∂z = σ'(z) · (dy · shared(b)).
-                    let dz = (0..<m).map { sg.gates[$0] * (1 - sg.gates[$0]) * dGates[$0] } // [m, 1]
+                    var dz = [Float](repeating: 0, count: m) // [m, 1]
+                    for (i, entry) in sg.entries.enumerated() { dz[entry.row] = sg.gates[i] * (1 - sg.gates[i]) * dGates[i] }
                     dz.withUnsafeBufferPointer { gp in db.withUnsafeMutableBufferPointer {
                         Kernels.linearBackward(gp.baseAddress!, rows: m, weight: gateW, into: $0.baseAddress!, accumulate: true, pool: pool)
                     } }
@@ -505,6 +560,7 @@ extension MoEDecoderModel {
         dx1.withUnsafeBufferPointer { gp in dAttn.withUnsafeMutableBufferPointer {
             Kernels.linearBackward(gp.baseAddress!, rows: m, weight: layer.attention.o, into: $0.baseAddress!, accumulate: false, pool: pool)
         } }
+        laps.lap("grad.backward.o")
         // attn_h = Σ_j α_j V[j], α = softmax(scale · q_h · K[j]); only each row's last key and value
         // are its own position's (the earlier ones are constants of the cache).
         var dq = [Float](repeating: 0, count: m * s.qDim), dk = [Float](repeating: 0, count: m * s.kvDim), dv = dk
@@ -516,6 +572,7 @@ extension MoEDecoderModel {
                 let qb = qbuf.baseAddress!, dkb = kbuf.baseAddress!, dvb = vbuf.baseAddress!
                 Parallel.dynamicForEach(m * s.kvHeads, workers: pool.workers) { _, task in
                     let r = task / s.kvHeads, g = task % s.kvHeads, p = positions[r]
+                    guard live[r] else { return } // no gradient reaches this row
                     var dScores = [Float](repeating: 0, count: p + 1) // [p + 1]
                     t.keys[r].withUnsafeBufferPointer { kb in t.values[r].withUnsafeBufferPointer { vb in t.attention[r].withUnsafeBufferPointer { pb in
                         dScores.withUnsafeMutableBufferPointer { sb in
@@ -579,13 +636,16 @@ extension MoEDecoderModel {
             normBackward(t.qProjected, &dq, weight: layer.attention.qNorm, width: d)
             normBackward(t.kProjected, &dk, weight: layer.attention.kNorm, width: d)
         }
+        laps.lap("grad.backward.scores")
         // a = input_layernorm(xIn); q, k, v = projections of a.
         var da = [Float](repeating: 0, count: m * h) // [m, hidden]
         da.withUnsafeMutableBufferPointer { ap in
             let out = ap.baseAddress!
-            dq.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: m, weight: layer.attention.q, into: out, accumulate: false, pool: pool) }
-            dk.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: m, weight: layer.attention.k, into: out, accumulate: true, pool: pool) }
-            dv.withUnsafeBufferPointer { Kernels.linearBackward($0.baseAddress!, rows: m, weight: layer.attention.v, into: out, accumulate: true, pool: pool) }
+            // In reverse order of the forward's (v, k, q): the weights read last come back first.
+            dq.withUnsafeMutableBufferPointer { qp in dk.withUnsafeMutableBufferPointer { kp in dv.withUnsafeMutableBufferPointer { vp in
+                Kernels.linearsBackward([(layer.attention.v, vp.baseAddress!), (layer.attention.k, kp.baseAddress!), (layer.attention.q, qp.baseAddress!)],
+                                        rows: m, into: out, accumulate: false, pool: pool)
+            } } }
         }
         var dIn = dx1
         t.xIn.withUnsafeBufferPointer { xp in da.withUnsafeBufferPointer { gp in dIn.withUnsafeMutableBufferPointer { op in

@@ -20,6 +20,7 @@ void c3po_split_bf16(const float *src, long k, uint16_t *p0, uint16_t *p1, uint1
 
 void c3po_softmax_avx512(float *x, long n);
 void c3po_silu_mul_avx512(float *g, const float *u, long n);
+void c3po_silu_mul_backward_avx512(const float *g, const float *u, const float *d, float *dg, float *du, long n);
 void c3po_gelu_avx512(float *x, long n);
 
 // A thread's scratch buffer of at least `bytes` (64-byte aligned; reused, grown on demand).

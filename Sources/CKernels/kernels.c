@@ -7,6 +7,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #if defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -173,6 +176,40 @@ void c3po_softmax(int path, float *x, long n) {
 void c3po_silu_mul(int path, float *g, const float *u, long n) {
     if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) { c3po_silu_mul_avx512(g, u, n); return; }
     for (long i = 0; i < n; i++) g[i] = g[i] / (1 + expf(-g[i])) * u[i];
+}
+
+void c3po_silu_mul_backward(int path, const float *g, const float *u, const float *d, float *dg, float *du, long n) {
+    if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) { c3po_silu_mul_backward_avx512(g, u, d, dg, du, n); return; }
+    for (long i = 0; i < n; i++) {
+        float v = g[i], sg = 1 / (1 + expf(-v));
+        du[i] = d[i] * v * sg;
+        dg[i] = d[i] * u[i] * sg * (1 + v * (1 - sg));
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c"))) static void f16_to_f32_avx512(const uint16_t *src, float *dst, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+    if (i < n) {
+        __mmask16 mk = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, mk, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, src + i)));
+    }
+}
+
+__attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const uint16_t *src, float *dst, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = c3po_f16_to_f32(src[i]);
+}
+#endif
+
+void c3po_f16_to_f32_array(const uint16_t *src, float *dst, long n) {
+#if defined(__x86_64__)
+    if (c3po_path_supported(C3PO_PATH_AVX512)) { f16_to_f32_avx512(src, dst, n); return; }
+    if ((c3po_cpu_features() & (C3PO_CPU_AVX2 | C3PO_CPU_F16C)) == (C3PO_CPU_AVX2 | C3PO_CPU_F16C)) { f16_to_f32_f16c(src, dst, n); return; }
+#endif
+    for (long i = 0; i < n; i++) dst[i] = c3po_f16_to_f32(src[i]);
 }
 
 void c3po_gelu(int path, float *x, long n) {

@@ -233,6 +233,18 @@ T512 void c3po_silu_mul_avx512(float *g, const float *u, long n) {
     }
 }
 
+T512 void c3po_silu_mul_backward_avx512(const float *g, const float *u, const float *d, float *dg, float *du, long n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(mk, g + i), dv = _mm512_maskz_loadu_ps(mk, d + i);
+        __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+        _mm512_mask_storeu_ps(du + i, mk, _mm512_mul_ps(dv, _mm512_mul_ps(v, sg)));
+        __m512 slope = _mm512_mul_ps(sg, _mm512_fmadd_ps(v, _mm512_sub_ps(one, sg), one)); // σ (1 + g (1 − σ))
+        _mm512_mask_storeu_ps(dg + i, mk, _mm512_mul_ps(_mm512_mul_ps(dv, _mm512_maskz_loadu_ps(mk, u + i)), slope));
+    }
+}
+
 T512 void c3po_gelu_avx512(float *x, long n) {
     const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
     for (long i = 0; i < n; i += 16) {
@@ -257,6 +269,9 @@ T512 void c3po_gelu_avx512(float *x, long n) {
 void c3po_gelu_avx512(float *x, long n) { c3po_gelu(C3PO_PATH_SCALAR, x, n); }
 void c3po_softmax_avx512(float *x, long n) { c3po_softmax(C3PO_PATH_SCALAR, x, n); }
 void c3po_silu_mul_avx512(float *g, const float *u, long n) { c3po_silu_mul(C3PO_PATH_SCALAR, g, u, n); }
+void c3po_silu_mul_backward_avx512(const float *g, const float *u, const float *d, float *dg, float *du, long n) {
+    c3po_silu_mul_backward(C3PO_PATH_SCALAR, g, u, d, dg, du, n);
+}
 void c3po_linear_avx512(C3PO_LINEAR_ARGS) { c3po_linear_scalar(x, ldx, w, dtype, ldw, y, ldy, m, n, k, accumulate); }
 void c3po_linear_avx512bf16(C3PO_LINEAR_ARGS) { c3po_linear_scalar(x, ldx, w, dtype, ldw, y, ldy, m, n, k, accumulate); }
 #endif

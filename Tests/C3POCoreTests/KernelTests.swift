@@ -171,4 +171,94 @@ final class KernelTests: XCTestCase {
             }
         }
     }
+
+    func testSiLUBackwardOnEveryPathAgainstDoublePrecision() {
+        for path in KernelPath.allCases where path.isSupported {
+            for n in [1, 15, 16, 33, 513] {
+                var rng = Rng(s: UInt64(100 + n))
+                let g = (0..<n).map { _ in rng.next() * 15 }, u = (0..<n).map { _ in rng.next() }, d = (0..<n).map { _ in rng.next() }
+                var dg = [Float](repeating: .nan, count: n), du = dg
+                dg.withUnsafeMutableBufferPointer { gb in du.withUnsafeMutableBufferPointer { ub in
+                    MatMul.siluMulBackward(g, u, d, dg: gb.baseAddress!, du: ub.baseAddress!, count: n, path: path)
+                } }
+                for i in 0..<n {
+                    let a = Double(g[i]), s = 1 / (1 + Foundation.exp(-a))
+                    let wantU = Double(d[i]) * a * s, wantG = Double(d[i]) * Double(u[i]) * s * (1 + a * (1 - s))
+                    XCTAssertEqual(Double(du[i]), wantU, accuracy: 2e-6 * max(1, abs(wantU)), "\(path) du n=\(n) [\(i)]")
+                    XCTAssertEqual(Double(dg[i]), wantG, accuracy: 2e-6 * max(1, abs(wantG)), "\(path) dg n=\(n) [\(i)]")
+                }
+            }
+        }
+    }
+
+    /// Several products of one input as one parallel region, and their summed input gradient,
+    /// against double precision: every row of every product covered, whatever the split.
+    func testProductsOfOneInputAndTheirSummedGradient() {
+        var rng = Rng(s: 11)
+        let (m, k) = (3, 72), widths = [130, 64, 7]
+        let x = (0..<(m * k)).map { _ in rng.next() }
+        let ws = widths.map { n in (0..<(n * k)).map { _ in rng.next() } }
+        for dtype in [WeightDType.f32, .bf16] {
+            let stored = ws.map { Self.store($0, as: dtype) }
+            let exact = stored.map { b in (0..<(b.count / dtype.size)).map { Self.stored(b, $0, dtype) } } // the weights as stored
+            for threads in [1, 2, 3] {
+                var ys = widths.map { [Float](repeating: .nan, count: m * $0) }
+                let dys = widths.map { n in (0..<(m * n)).map { _ in rng.next() } }
+                var dx = [Float](repeating: 1, count: m * k)
+                withPointers(stored, &ys) { wp, yp in
+                    let products = widths.indices.map { MatMul.Product(weight: wp[$0], dtype: dtype, outFeatures: widths[$0], data: yp[$0]) }
+                    x.withUnsafeBufferPointer { MatMul.linears($0.baseAddress!, rows: m, inFeatures: k, products, threads: threads) }
+                }
+                var dyCopy = dys
+                withPointers(stored, &dyCopy) { wp, dp in
+                    let products = widths.indices.map { MatMul.Product(weight: wp[$0], dtype: dtype, outFeatures: widths[$0], data: dp[$0]) }
+                    dx.withUnsafeMutableBufferPointer { MatMul.linearsTransposed(products, rows: m, inFeatures: k, into: $0.baseAddress!, accumulate: true, threads: threads) }
+                }
+                for (p, n) in widths.enumerated() {
+                    for i in 0..<m { for j in 0..<n {
+                        var s = 0.0
+                        for c in 0..<k { s += Double(x[i * k + c]) * Double(exact[p][j * k + c]) }
+                        XCTAssertEqual(Double(ys[p][i * n + j]), s, accuracy: 1e-4, "\(dtype) threads \(threads): y\(p)[\(i), \(j)]")
+                    } }
+                }
+                for i in 0..<m { for c in 0..<k {
+                    var s = 1.0 // accumulated onto
+                    for (p, n) in widths.enumerated() { for j in 0..<n { s += Double(dys[p][i * n + j]) * Double(exact[p][j * k + c]) } }
+                    XCTAssertEqual(Double(dx[i * k + c]), s, accuracy: 1e-4, "\(dtype) threads \(threads): dx[\(i), \(c)]")
+                } }
+            }
+        }
+    }
+
+    /// Raw pointers to each stored weight and each output buffer, for the body's duration.
+    private func withPointers(_ stored: [[UInt8]], _ outs: inout [[Float]], _ body: ([UnsafeRawPointer], [UnsafeMutablePointer<Float>]) -> Void) {
+        let w = stored.map { s -> UnsafeMutableRawPointer in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: s.count, alignment: 64)
+            s.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: s.count) }
+            return p
+        }
+        let o = outs.map { v -> UnsafeMutablePointer<Float> in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: v.count)
+            p.initialize(from: v, count: v.count)
+            return p
+        }
+        body(w.map { UnsafeRawPointer($0) }, o)
+        for i in outs.indices { outs[i] = Array(UnsafeBufferPointer(start: o[i], count: outs[i].count)); o[i].deallocate() }
+        for p in w { p.deallocate() }
+    }
+
+    /// Every float16 bit pattern, at every offset of a vector (the masked tail included), as
+    /// Swift's own Float16 converts it.
+    func testFloat16ConversionOfEveryBitPattern() {
+        let bits = (0...UInt16.max).map { $0 }
+        for start in [0, 3] {
+            let n = bits.count - start
+            var out = [Float](repeating: 0, count: n)
+            bits.withUnsafeBytes { b in out.withUnsafeMutableBufferPointer { HalfPrecision.convertF16(b.baseAddress! + 2 * start, to: $0.baseAddress!, count: n) } }
+            for i in 0..<n {
+                let want = Float(Float16(bitPattern: bits[start + i]))
+                if want.isNaN { XCTAssertTrue(out[i].isNaN, "bits \(bits[start + i])") } else { XCTAssertEqual(out[i].bitPattern, want.bitPattern, "bits \(bits[start + i])") }
+            }
+        }
+    }
 }

@@ -12,6 +12,8 @@ final class MoEBenchmarkTests: XCTestCase {
         let lengths = (env["C3PO_BENCH_LENGTHS"] ?? "64,128,512").split(separator: ",").compactMap { Int($0) }
         let repeats = Int(env["C3PO_BENCH_REPEATS"] ?? "3") ?? 3
         let tailLayers = Int(env["C3PO_BENCH_TAIL_LAYERS"] ?? "5") ?? 5
+        // Gradient evaluations timed (at least 5; more for a profiler's sample).
+        let gradientRepeats = max(5, repeats, Int(env["C3PO_BENCH_GRADIENT_REPEATS"] ?? "") ?? 0)
         let model = try ModelLoader.load(directory: URL(fileURLWithPath: dir))
         func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
         func emit(_ obj: [String: Any]) throws {
@@ -60,7 +62,7 @@ final class MoEBenchmarkTests: XCTestCase {
             let batch = [state, state, state]
             _ = try model.tailGradients(batch, override: o, rows: Array(repeating: [0, 1, 2, 3], count: 3), targets: [0, 1, 2])
             var grad: [Double] = []
-            for _ in 0..<max(5, repeats) {
+            for _ in 0..<gradientRepeats {
                 let t0 = Date()
                 _ = try model.tailGradients(batch, override: o, rows: Array(repeating: [0, 1, 2, 3], count: 3), targets: [0, 1, 2])
                 grad.append(Date().timeIntervalSince(t0))

@@ -90,6 +90,28 @@ final class TailGradientTests: XCTestCase {
                 XCTAssertLessThanOrEqual(Self.norm(zip(a, b).map { $0 - $1 }), 1e-4 * Self.norm(b) + 1e-7, "\(folder) batch row \(i) layer \(l)")
             }
         }
+        // The same states again (their lowest layer's memo made above, under another override: the
+        // experts chosen now are computed as they are needed), with a logits-only row appended:
+        // every row equals fresh states' batch, and the extra row has the tail's logits, no loss
+        // and no gradient.
+        let second = golden.cases[1]
+        let o2 = RoutingOverride(layers: Dictionary(uniqueKeysWithValues: second.omega.map { (Int($0.key)!, $0.value) }))
+        let rows = golden.cases.map(\.label_ids), targets: [Int?] = golden.cases.map(\.target)
+        let reused = try model.tailGradients(states + [states[0]], override: o2, rows: rows + [first.label_ids], targets: targets + [nil], gradient: true)
+        let fresh = try model.tailGradients(try golden.cases.map { try model.prefill($0.ids, override: nil) }, override: o2, rows: rows,
+                                            targets: targets, gradient: true)
+        for i in golden.cases.indices {
+            XCTAssertEqual(reused[i].loss, fresh[i].loss, accuracy: 1e-6 * max(1, abs(fresh[i].loss)), "\(folder) reused row \(i)")
+            XCTAssertEqual(reused[i].omega.keys.sorted(), fresh[i].omega.keys.sorted())
+            for (l, b) in fresh[i].omega {
+                XCTAssertLessThanOrEqual(Self.norm(zip(reused[i].omega[l]!, b).map { $0 - $1 }), 1e-5 * Self.norm(b) + 1e-8, "\(folder) reused row \(i) layer \(l)")
+            }
+        }
+        let extra = try XCTUnwrap(reused.last)
+        XCTAssertEqual(extra.loss, 0)
+        XCTAssertTrue(extra.omega.isEmpty, "\(folder): a logits-only row has no gradient")
+        let tail2 = try model.reevaluateTail(states[0], fromLayer: second.critical_layers.min()!, override: o2, rows: first.label_ids)
+        for (a, b) in zip(extra.logits, tail2) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), "\(folder): logits-only row") }
         print("\(folder)\(asF32 ? " (as f32)" : ""): \(golden.cases.count) cases, worst relative error of ∂loss/∂ω \(worst), worst |Δ| label logit \(worstLogit)")
         XCTAssertLessThanOrEqual(worstLogit, 1e-3, "\(folder): label logits against torch")
     }

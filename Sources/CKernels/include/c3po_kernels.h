@@ -90,12 +90,18 @@ void c3po_pack_panels(const float *w, long ldw, long n, long k, float *panels);
 void c3po_linear_panels(int path, const float *x, long ldx, const float *panels, float *y, long ldy,
                         long m, long n, long k, int accumulate);
 
+// dst[i] = src[i] for n IEEE float16 values (exact; hardware conversion where the CPU has it).
+void c3po_f16_to_f32_array(const uint16_t *src, float *dst, long n);
+
 // Element-wise functions with exp, 16 lanes at a time where the path has AVX-512 (exp by a
 // degree-6 polynomial on [-ln2/2, ln2/2] and vscalefps, within 2 ulp of expf), else expf.
 // x[0..n) ← softmax(x) (max subtracted first).
 void c3po_softmax(int path, float *x, long n);
 // g[i] ← g[i] / (1 + exp(-g[i])) · u[i] (SwiGLU: silu(gate) · up).
 void c3po_silu_mul(int path, float *g, const float *u, long n);
+// The backward of c3po_silu_mul at gate g and up u, given d = ∂/∂(silu(g) · u):
+// du[i] = d[i] · silu(g[i]), dg[i] = d[i] · u[i] · σ(g[i]) (1 + g[i] (1 − σ(g[i]))).
+void c3po_silu_mul_backward(int path, const float *g, const float *u, const float *d, float *dg, float *du, long n);
 // x[i] ← x[i]/2 · (1 + erf(x[i]/√2)) (BERT's exact GELU); erf on AVX-512 by Abramowitz and
 // Stegun 7.1.26 (absolute error below 1.5e-7), else erff.
 void c3po_gelu(int path, float *x, long n);
