@@ -48,8 +48,8 @@ public struct BuildCommand: ParsableCommand {
     @Option(name: .customLong("embed-text"), help: ArgumentHelp("What is embedded: question (the question part of each prompt; Index/README.md, Which text is embedded) or prompt (the whole prompt / input_text, as the published code does; c3po-apply --preset official needs it). Recorded in the manifest; query and c3po-apply embed the same.", valueName: "question|prompt"))
     public var embedText: EmbedText = .question
 
-    @Option(help: ArgumentHelp("faiss index factory string: Flat (exact), IVF<n>,Flat or HNSW<m> (approximate).", valueName: "string"))
-    public var factory: String = "Flat"
+    @Option(help: ArgumentHelp("faiss index factory string: auto (exact search up to 1,000,000 references, HNSW32 with efSearch 64 above: docs/benchmarks.md), Flat (exact), IVF<n>,Flat or HNSW<m> (approximate).", valueName: "string"))
+    public var factory: String = "auto"
 
     @Option(help: ArgumentHelp("Drop a record whose question has cosine similarity above this with an earlier kept record of the same task (e.g. 0.95); off by default.", valueName: "s"))
     public var dedup: Float?

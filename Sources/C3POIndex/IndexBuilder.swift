@@ -19,8 +19,8 @@ public protocol IndexTuner {
 /// Every option means the same for every source.
 public enum IndexBuilder {
     public struct Options: Sendable {
-        /// faiss factory string ("Flat", "IVF1024,Flat", "HNSW32").
-        public var factory = "Flat"
+        /// faiss factory string ("Flat", "IVF1024,Flat", "HNSW32"), or "auto" (`IndexWriter.resolve`).
+        public var factory = "auto"
         /// Cosine above which a record duplicates an earlier kept record of its task; nil: off.
         public var dedup: Float?
         /// Keep records the model answered incorrectly too (flag stored per record).
@@ -33,7 +33,7 @@ public enum IndexBuilder {
         public var progress = true
         /// The records' text that is embedded.
         public var embedText: EmbedText = .question
-        public init(factory: String = "Flat", dedup: Float? = nil, includeIncorrect: Bool = false, skipInvalid: Bool = false,
+        public init(factory: String = "auto", dedup: Float? = nil, includeIncorrect: Bool = false, skipInvalid: Bool = false,
                     batchSize: Int = 64, searchParameters: [String: Double] = [:], progress: Bool = true) {
             self.factory = factory; self.dedup = dedup; self.includeIncorrect = includeIncorrect; self.skipInvalid = skipInvalid
             self.batchSize = batchSize; self.searchParameters = searchParameters; self.progress = progress

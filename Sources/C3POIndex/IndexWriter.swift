@@ -48,13 +48,36 @@ public struct IndexContents: Sendable {
 
 /// Writes an index folder (format of Index/README.md) atomically.
 public enum IndexWriter {
+    /// `--factory auto` (the default) is exact search (`Flat`, answered by `ExactScan`) up to this
+    /// many references, HNSW32 above. From docs/benchmarks.md "Reference search": an exact scan
+    /// costs about 50 ns a reference per query (1.0 ms at 21,644 real question embeddings, 4.7-6.2
+    /// ms at 100,000), so 1,000,000 references are about 50 ms a query, under 3 % of one
+    /// OLMoE-1B-7B question's prefill; HNSW32 at efSearch 64 found 99.7 % of the exact top 3 of
+    /// real question embeddings in half the exact scan's time, and its cost grows with log N.
+    public static let autoExactLimit = 1_000_000
+    /// efSearch of `auto`'s HNSW32 unless the build sets one (recall@3 0.997 on real embeddings).
+    public static let autoEfSearch = 64.0
+
+    /// The factory and stored search parameters `factory` means for `count` references: `auto`
+    /// resolved as above (a search parameter the build sets wins), any other string as it is.
+    public static func resolve(factory: String, count: Int, searchParameters: [String: Double]) -> (String, [String: Double]) {
+        guard factory.lowercased() == "auto" else { return (factory, searchParameters) }
+        if count <= autoExactLimit { return ("Flat", searchParameters) }
+        var p = searchParameters
+        if p["efSearch"] == nil { p["efSearch"] = autoEfSearch }
+        return ("HNSW32", p)
+    }
+
     /// Builds the FAISS index from `factory` (training it on the embeddings when the type
     /// needs training, e.g. IVF), then writes every file into a temporary sibling of
     /// `directory` that replaces it only when complete. Returns the manifest.
     @discardableResult
-    public static func write(_ contents: IndexContents, factory: String, to directory: URL,
+    public static func write(_ contents: IndexContents, factory requested: String, to directory: URL,
                              states: IndexStateRecorder? = nil) throws -> IndexManifest {
         let n = contents.count, d = contents.dimension
+        var contents = contents
+        let factory: String
+        (factory, contents.searchParameters) = resolve(factory: requested, count: n, searchParameters: contents.searchParameters)
         let bad = { (why: String) in ReferenceIndexError.badArgument("cannot write index \(directory.path): \(why)") }
         guard contents.layers > 0, contents.experts > 0, d > 0 else { throw bad("layers, experts and dimension must be positive") }
         guard contents.embeddings.count == n * d else {

@@ -232,6 +232,20 @@ final class ReferenceIndexTests: XCTestCase {
     override func setUpWithError() throws { dir = try Fixtures.temporaryDirectory() }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
+    /// `--factory auto`: exact search up to the limit, HNSW32 with the measured efSearch above it;
+    /// a build's own search parameter wins, and any other factory string is kept as it is.
+    func testAutoFactoryResolution() {
+        let limit = IndexWriter.autoExactLimit
+        XCTAssertEqual(IndexWriter.resolve(factory: "auto", count: limit, searchParameters: [:]).0, "Flat")
+        let above = IndexWriter.resolve(factory: "auto", count: limit + 1, searchParameters: [:])
+        XCTAssertEqual(above.0, "HNSW32")
+        XCTAssertEqual(above.1, ["efSearch": IndexWriter.autoEfSearch])
+        XCTAssertEqual(IndexWriter.resolve(factory: "AUTO", count: limit + 1, searchParameters: ["efSearch": 200]).1, ["efSearch": 200])
+        let kept = IndexWriter.resolve(factory: "IVF64,Flat", count: 10, searchParameters: ["nprobe": 8])
+        XCTAssertEqual(kept.0, "IVF64,Flat")
+        XCTAssertEqual(kept.1, ["nprobe": 8])
+    }
+
     func buildStandard(factory: String = "Flat", at out: URL? = nil, dedup: Float? = nil) throws -> URL {
         let url = try Fixtures.archive(Fixtures.standardEntries(), in: dir, name: "ref-\(UUID()).zip")
         let set = try IndexBuilder.load(archives: [url], options: .init(), note: { _ in })
