@@ -201,20 +201,36 @@ public enum MatMul {
     }
 
     /// y [m, n] = x [m, k] · Wᵀ (+ bias) with W in panels, over `threads` workers (blocks of
-    /// whole panels).
+    /// whole panels). The activations are packed for the kernel once, by token blocks in
+    /// parallel, and shared by every panel block (packing them per block cost as much as the
+    /// products of a block 96 features wide).
     public static func linear(_ x: UnsafePointer<Float>, rows m: Int, weight w: PanelWeights, bias: UnsafePointer<Float>? = nil,
                               into y: UnsafeMutablePointer<Float>, threads: Int = Parallel.defaultThreads, path: KernelPath = .active) {
         let (n, k) = (w.outFeatures, w.inFeatures)
+        guard m > 0, n > 0 else { return }
         let panelsPerBlock = max(1, min(8, (n + 32 * 2 * threads - 1) / (32 * 2 * threads)))
         let block = 32 * panelsPerBlock, blocks = (n + block - 1) / block
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, c3po_packed_rows8_floats(m, k)))
+        defer { packed.deallocate() }
+        let tokenBlocks = (m + 7) / 8, per = max(1, (tokenBlocks + 4 * threads - 1) / (4 * threads))
+        Parallel.dynamicForEach((tokenBlocks + per - 1) / per, workers: threads) { _, i in
+            let b0 = i * per, b1 = min(tokenBlocks, b0 + per)
+            c3po_pack_rows8(x + b0 * 8 * k, k, min(m, b1 * 8) - b0 * 8, k, packed + b0 * 8 * k)
+        }
         w.panels.withUnsafeBufferPointer { pb in
             let body = { (b: Int) in
                 let lo = b * block, hi = min(n, lo + block)
-                c3po_linear_panels(path.rawValue, x, k, pb.baseAddress! + lo * k, y + lo, n, m, hi - lo, k, 0)
-                if let bias { for r in 0..<m { let row = y + r * n; for j in lo..<hi { row[j] += bias[j] } } }
+                c3po_linear_panels_packed(path.rawValue, packed, x, k, pb.baseAddress! + lo * k, bias.map { $0 + lo }, y + lo, n, m, hi - lo, k, 0)
             }
             Parallel.dynamicForEach(blocks, workers: threads) { _, b in body(b) }
         }
+    }
+
+    /// One row of LayerNorm after a residual add (c3po_add_layer_norm).
+    @inline(__always)
+    public static func addLayerNorm(_ x: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, count n: Int, weight: UnsafePointer<Float>,
+                                    bias: UnsafePointer<Float>, eps: Float, path: KernelPath = .active) {
+        c3po_add_layer_norm(path.rawValue, x, residual, n, weight, bias, eps)
     }
 
     /// x[i] ← x/2 · (1 + erf(x/√2)), BERT's exact GELU (erf within 1.5e-7 on AVX-512).

@@ -275,19 +275,7 @@ public final class BertModel: @unchecked Sendable {
                 let chunks = min(threads, max(1, rows / 64))
                 Parallel.forEach(chunks, threads: chunks) { c in
                     for r in (rows * c / chunks)..<(rows * (c + 1) / chunks) {
-                        let row = x + r * width
-                        if let residual {
-                            let res = residual + r * width
-                            for j in 0..<width { row[j] += res[j] }
-                        }
-                        var mean: Float = 0
-                        for j in 0..<width { mean += row[j] }
-                        mean /= Float(width)
-                        var variance: Float = 0
-                        for j in 0..<width { let t = row[j] - mean; variance += t * t }
-                        variance /= Float(width)
-                        let inv = 1 / (variance + eps).squareRoot()
-                        for j in 0..<width { row[j] = (row[j] - mean) * inv * w[j] + b[j] }
+                        MatMul.addLayerNorm(x + r * width, residual: residual.map { UnsafePointer($0 + r * width) }, count: width, weight: w, bias: b, eps: eps)
                     }
                 }
             }

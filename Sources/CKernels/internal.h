@@ -22,6 +22,7 @@ void c3po_softmax_avx512(float *x, long n);
 void c3po_silu_mul_avx512(float *g, const float *u, long n);
 void c3po_silu_mul_backward_avx512(const float *g, const float *u, const float *d, float *dg, float *du, long n);
 void c3po_gelu_avx512(float *x, long n);
+void c3po_add_layer_norm_avx512(float *x, const float *residual, long n, const float *weight, const float *bias, float eps);
 
 // A thread's scratch buffer of at least `bytes` (64-byte aligned; reused, grown on demand).
 void *c3po_scratch(int slot, size_t bytes);

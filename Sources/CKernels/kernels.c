@@ -212,6 +212,18 @@ void c3po_f16_to_f32_array(const uint16_t *src, float *dst, long n) {
     for (long i = 0; i < n; i++) dst[i] = c3po_f16_to_f32(src[i]);
 }
 
+void c3po_add_layer_norm(int path, float *x, const float *residual, long n, const float *weight, const float *bias, float eps) {
+    if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) { c3po_add_layer_norm_avx512(x, residual, n, weight, bias, eps); return; }
+    if (residual) for (long j = 0; j < n; j++) x[j] += residual[j];
+    float mean = 0, var = 0;
+    for (long j = 0; j < n; j++) mean += x[j];
+    mean /= (float)n;
+    for (long j = 0; j < n; j++) { float t = x[j] - mean; var += t * t; }
+    var /= (float)n;
+    float inv = 1 / sqrtf(var + eps);
+    for (long j = 0; j < n; j++) x[j] = (x[j] - mean) * inv * weight[j] + bias[j];
+}
+
 void c3po_gelu(int path, float *x, long n) {
     if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) { c3po_gelu_avx512(x, n); return; }
     for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1 + erff(x[i] * 0.70710678118654752f));

@@ -245,6 +245,29 @@ T512 void c3po_silu_mul_backward_avx512(const float *g, const float *u, const fl
     }
 }
 
+T512 void c3po_add_layer_norm_avx512(float *x, const float *residual, long n, const float *weight, const float *bias, float eps) {
+    __m512 vs = _mm512_setzero_ps();
+    for (long j = 0; j < n; j += 16) {
+        __mmask16 mk = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + j);
+        if (residual) { v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, residual + j)); _mm512_mask_storeu_ps(x + j, mk, v); }
+        vs = _mm512_add_ps(vs, v);
+    }
+    float mean = _mm512_reduce_add_ps(vs) / (float)n;
+    __m512 vm = _mm512_set1_ps(mean), vv = _mm512_setzero_ps();
+    for (long j = 0; j < n; j += 16) {
+        __mmask16 mk = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 t = _mm512_maskz_sub_ps(mk, _mm512_maskz_loadu_ps(mk, x + j), vm);
+        vv = _mm512_fmadd_ps(t, t, vv);
+    }
+    __m512 inv = _mm512_set1_ps(1 / sqrtf(_mm512_reduce_add_ps(vv) / (float)n + eps));
+    for (long j = 0; j < n; j += 16) {
+        __mmask16 mk = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + j), vm), inv);
+        _mm512_mask_storeu_ps(x + j, mk, _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(mk, weight + j), _mm512_maskz_loadu_ps(mk, bias + j)));
+    }
+}
+
 T512 void c3po_gelu_avx512(float *x, long n) {
     const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
     for (long i = 0; i < n; i += 16) {
@@ -267,6 +290,9 @@ T512 void c3po_gelu_avx512(float *x, long n) {
 
 #else
 void c3po_gelu_avx512(float *x, long n) { c3po_gelu(C3PO_PATH_SCALAR, x, n); }
+void c3po_add_layer_norm_avx512(float *x, const float *residual, long n, const float *weight, const float *bias, float eps) {
+    c3po_add_layer_norm(C3PO_PATH_SCALAR, x, residual, n, weight, bias, eps);
+}
 void c3po_softmax_avx512(float *x, long n) { c3po_softmax(C3PO_PATH_SCALAR, x, n); }
 void c3po_silu_mul_avx512(float *g, const float *u, long n) { c3po_silu_mul(C3PO_PATH_SCALAR, g, u, n); }
 void c3po_silu_mul_backward_avx512(const float *g, const float *u, const float *d, float *dg, float *du, long n) {

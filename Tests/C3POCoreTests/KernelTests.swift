@@ -261,4 +261,26 @@ final class KernelTests: XCTestCase {
             }
         }
     }
+
+    func testLayerNormAfterAResidualOnEveryPathAgainstDoublePrecision() {
+        for path in KernelPath.allCases where path.isSupported {
+            for n in [1, 7, 16, 33, 384] {
+                var rng = Rng(s: UInt64(500 + n))
+                let x = (0..<n).map { _ in rng.next() * 3 + 0.5 }, r = (0..<n).map { _ in rng.next() }
+                let w = (0..<n).map { _ in rng.next() }, b = (0..<n).map { _ in rng.next() }
+                for withResidual in [false, true] {
+                    var y = x
+                    y.withUnsafeMutableBufferPointer { yb in r.withUnsafeBufferPointer { rb in
+                        MatMul.addLayerNorm(yb.baseAddress!, residual: withResidual ? rb.baseAddress! : nil, count: n, weight: w, bias: b, eps: 1e-12)
+                    } }
+                    let v = (0..<n).map { Double(x[$0]) + (withResidual ? Double(r[$0]) : 0) }
+                    let mean = v.reduce(0, +) / Double(n), variance = v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n)
+                    for j in 0..<n {
+                        let want = (v[j] - mean) / (variance + 1e-12).squareRoot() * Double(w[j]) + Double(b[j])
+                        XCTAssertEqual(Double(y[j]), want, accuracy: n == 1 ? 1e-3 : 2e-5 * max(1, abs(want)), "\(path) n=\(n) residual \(withResidual) [\(j)]")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -89,6 +89,14 @@ long c3po_panel_floats(long n, long k);
 void c3po_pack_panels(const float *w, long ldw, long n, long k, float *panels);
 void c3po_linear_panels(int path, const float *x, long ldx, const float *panels, float *y, long ldy,
                         long m, long n, long k, int accumulate);
+// The same with the activations packed once by the caller (x [m, k] as [ceil(m/8)][k][8], zero
+// padded: c3po_pack_rows8, c3po_packed_rows8_floats floats), e.g. once for all the threads that
+// split n; `x` itself is still given (the paths without AVX-512 read it unpacked). With `bias`
+// (n values, or NULL), y[t, j] += bias[j] as well.
+long c3po_packed_rows8_floats(long m, long k);
+void c3po_pack_rows8(const float *x, long ldx, long m, long k, float *out);
+void c3po_linear_panels_packed(int path, const float *xp, const float *x, long ldx, const float *panels, const float *bias,
+                               float *y, long ldy, long m, long n, long k, int accumulate);
 
 // dst[i] = src[i] for n IEEE float16 values (exact; hardware conversion where the CPU has it).
 void c3po_f16_to_f32_array(const uint16_t *src, float *dst, long n);
@@ -102,6 +110,9 @@ void c3po_silu_mul(int path, float *g, const float *u, long n);
 // The backward of c3po_silu_mul at gate g and up u, given d = ∂/∂(silu(g) · u):
 // du[i] = d[i] · silu(g[i]), dg[i] = d[i] · u[i] · σ(g[i]) (1 + g[i] (1 − σ(g[i]))).
 void c3po_silu_mul_backward(int path, const float *g, const float *u, const float *d, float *dg, float *du, long n);
+// One row of BERT's LayerNorm after a residual add: x ← x + residual (when not NULL), then
+// x ← (x − mean) / √(var + eps) · weight + bias over its n values (biased variance, as torch).
+void c3po_add_layer_norm(int path, float *x, const float *residual, long n, const float *weight, const float *bias, float eps);
 // x[i] ← x[i]/2 · (1 + erf(x[i]/√2)) (BERT's exact GELU); erf on AVX-512 by Abramowitz and
 // Stegun 7.1.26 (absolute error below 1.5e-7), else erff.
 void c3po_gelu(int path, float *x, long n);
