@@ -226,6 +226,35 @@ public enum MatMul {
         }
     }
 
+    /// Floats of the panels of a [n, k] weight (c3po_panel_floats).
+    public static func panelFloats(outFeatures n: Int, inFeatures k: Int) -> Int { c3po_panel_floats(n, k) }
+
+    /// W [n, k] (row stride ldw) into panels of 32 output features (c3po_pack_panels).
+    public static func packPanels(_ w: UnsafePointer<Float>, ldw: Int, outFeatures n: Int, inFeatures k: Int, into panels: UnsafeMutablePointer<Float>) {
+        c3po_pack_panels(w, ldw, n, k, panels)
+    }
+
+    /// The panels of the weight Vᵀ [features, rows] from V [rows, features] (row stride ldv): for
+    /// y = P · V, whose "output features" are V's columns. Panel p holds V[:, 32p..<32p+32] as
+    /// [rows][32], zero padded.
+    public static func packTransposedPanels(_ v: UnsafePointer<Float>, ldv: Int, rows: Int, features: Int, into panels: UnsafeMutablePointer<Float>) {
+        for p in 0..<((features + 31) / 32) {
+            for r in 0..<rows {
+                let dst = panels + (p * rows + r) * 32, src = v + r * ldv + p * 32
+                let w = min(32, features - p * 32)
+                dst.update(from: src, count: w)
+                if w < 32 { (dst + w).update(repeating: 0, count: 32 - w) }
+            }
+        }
+    }
+
+    /// y [m, n] = x [m, k] · Wᵀ with W in panels (c3po_linear_panels), on the calling thread.
+    @inline(__always)
+    public static func linearPanels(_ x: UnsafePointer<Float>, ldx: Int, panels: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, ldy: Int,
+                                    m: Int, n: Int, k: Int, path: KernelPath = .active) {
+        c3po_linear_panels(path.rawValue, x, ldx, panels, y, ldy, m, n, k, 0)
+    }
+
     /// One row of LayerNorm after a residual add (c3po_add_layer_norm).
     @inline(__always)
     public static func addLayerNorm(_ x: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, count n: Int, weight: UnsafePointer<Float>,

@@ -219,19 +219,22 @@ public final class BertModel: @unchecked Sendable {
                     let n = sequences[si].count
                     guard n > 0 else { return }
                     let base = qIn + starts[si] * 3 * h
-                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n + d * n) // [n, n]
+                    // Both products of a head by outer products (the panel kernel): Kᵀ and V are
+                    // small panels made per head; the dot kernel was reduction-bound at d = 32.
+                    let keyPanels = MatMul.panelFloats(outFeatures: n, inFeatures: d), valuePanels = MatMul.panelFloats(outFeatures: d, inFeatures: n)
+                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n + keyPanels + valuePanels) // [n, n]
                     defer { scores.deallocate() }
-                    let vt = scores + n * n // [d, n]: the head's values, transposed
+                    let kp = scores + n * n, vp = kp + keyPanels
                     for head in 0..<heads {
                         let q = base + head * d, k = base + h + head * d, v = base + 2 * h + head * d
                         // scores [n, n] = scale · Q [n, d] · Kᵀ [d, n]
-                        MatMul.linear(q, ldx: 3 * h, weight: UnsafeRawPointer(k), dtype: .f32, ldw: 3 * h, into: scores, ldy: n, m: n, n: n, k: d)
+                        MatMul.packPanels(k, ldw: 3 * h, outFeatures: n, inFeatures: d, into: kp)
+                        MatMul.linearPanels(q, ldx: 3 * h, panels: kp, into: scores, ldy: n, m: n, n: n, k: d)
                         for i in 0..<(n * n) { scores[i] *= scale }
                         Self.softmaxRows(scores, rows: n, width: n)
-                        // ctx[:, head] [n, d] = P [n, n] · V [n, d]
-                        for j in 0..<n { for c in 0..<d { vt[c * n + j] = v[j * 3 * h + c] } }
-                        MatMul.linear(scores, ldx: n, weight: UnsafeRawPointer(vt), dtype: .f32, ldw: n,
-                                      into: cp + starts[si] * h + head * d, ldy: h, m: n, n: d, k: n)
+                        // ctx[:, head] [n, d] = P [n, n] · V [n, d]: V's rows are the panel's (features c < d)
+                        MatMul.packTransposedPanels(v, ldv: 3 * h, rows: n, features: d, into: vp)
+                        MatMul.linearPanels(scores, ldx: n, panels: vp, into: cp + starts[si] * h + head * d, ldy: h, m: n, n: d, k: n)
                     }
                 }
                 // tmp [tokens, hidden] = ctx · Woᵀ + b; x = LayerNorm(x + tmp)
