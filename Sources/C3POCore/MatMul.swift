@@ -142,7 +142,7 @@ public enum MatMul {
     /// small m (the tail's rows), where each product is a stream of its weight.
     public static func linears(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, _ products: [Product],
                                threads: Int = Parallel.defaultThreads) {
-        let parts = ranges(products, block: 256)
+        let parts = ranges(products, block: fewRowsBlock)
         Parallel.dynamicForEach(parts.count, workers: threads) { _, r in
             let (i, lo, hi) = parts[r], p = products[i]
             linear(x, ldx: k, weight: p.weight + lo * k * p.dtype.size, dtype: p.dtype, ldw: k, into: p.data + lo, ldy: p.outFeatures,
@@ -155,31 +155,27 @@ public enum MatMul {
     /// in worker order).
     public static func linearsTransposed(_ products: [Product], rows m: Int, inFeatures k: Int, into dx: UnsafeMutablePointer<Float>,
                                          accumulate: Bool = false, threads: Int = Parallel.defaultThreads) {
-        let total = products.reduce(0) { $0 + $1.outFeatures }
-        let workers = max(1, min(threads, total / 64))
-        let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * m * k) // [workers, m, k]
+        // Blocks of weight rows taken dynamically (a worker the VM delays holds up no fixed half),
+        // each summed into its own partial; the partials are added in block order, so the result
+        // does not depend on which worker took which block.
+        let parts = ranges(products, block: 4 * fewRowsBlock) // fewer partials to add up
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: parts.count * m * k) // [blocks, m, k]
         defer { partials.deallocate() }
-        partials.initialize(repeating: 0, count: workers * m * k)
-        // Worker w takes rows [w·total/workers, (w+1)·total/workers) of the concatenation: a fixed
-        // share, so that the sum's order does not depend on timing.
-        Parallel.dynamicForEach(workers, workers: workers) { _, w in
-            let from = w * total / workers, to = (w + 1) * total / workers
-            var start = 0
-            for p in products {
-                let lo = max(from, start) - start, hi = min(to, start + p.outFeatures) - start
-                if lo < hi {
-                    linearTransposed(p.data + lo, lddy: p.outFeatures, weight: p.weight + lo * k * p.dtype.size, dtype: p.dtype, ldw: k,
-                                     into: partials + w * m * k, lddx: k, m: m, n: hi - lo, k: k, accumulate: true)
-                }
-                start += p.outFeatures
-            }
+        Parallel.dynamicForEach(parts.count, workers: threads) { _, r in
+            let (i, lo, hi) = parts[r], p = products[i]
+            linearTransposed(p.data + lo, lddy: p.outFeatures, weight: p.weight + lo * k * p.dtype.size, dtype: p.dtype, ldw: k,
+                             into: partials + r * m * k, lddx: k, m: m, n: hi - lo, k: k, accumulate: false)
         }
         for i in 0..<(m * k) {
             var acc = accumulate ? dx[i] : 0
-            for w in 0..<workers { acc += partials[w * m * k + i] }
+            for r in 0..<parts.count { acc += partials[r * m * k + i] }
             dx[i] = acc
         }
     }
+
+    /// Weight rows per block of `linears` (128 KiB of bf16 at k = 1024; `linearsTransposed` takes
+    /// 4 of them a block, since each block's partial is added up at the end).
+    static let fewRowsBlock = 64
 
     /// x[0..<n] ← softmax(x), max subtracted (exp within 2 ulp of expf on AVX-512).
     @inline(__always)

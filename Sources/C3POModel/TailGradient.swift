@@ -306,7 +306,7 @@ extension MoEDecoderModel {
         let probs = (0..<m).map { Array(flat[offsets[$0]..<offsets[$0 + 1]]) }
         laps.lap("grad.forward.attention")
         var x1 = [Float](repeating: 0, count: m * h)
-        linear(attn, rows: m, weight: layer.attention.o, into: &x1, pool: pool) // [m, hidden]
+        attn.withUnsafeBufferPointer { ap in x1.withUnsafeMutableBufferPointer { Kernels.linears(ap.baseAddress!, rows: m, [(layer.attention.o, $0.baseAddress!)], pool: pool) } } // [m, hidden]
         for i in 0..<(m * h) { x1[i] += xIn[i] }
         var b = [Float](repeating: 0, count: m * h)
         rmsNorm(x1, into: &b, rows: m, weight: layer.postAttentionNorm)
@@ -557,8 +557,8 @@ extension MoEDecoderModel {
         } } }
         // x1 = xIn + o_proj(attn).
         var dAttn = [Float](repeating: 0, count: m * s.qDim) // [m, heads·d]
-        dx1.withUnsafeBufferPointer { gp in dAttn.withUnsafeMutableBufferPointer {
-            Kernels.linearBackward(gp.baseAddress!, rows: m, weight: layer.attention.o, into: $0.baseAddress!, accumulate: false, pool: pool)
+        dx1.withUnsafeMutableBufferPointer { gp in dAttn.withUnsafeMutableBufferPointer {
+            Kernels.linearsBackward([(layer.attention.o, gp.baseAddress!)], rows: m, into: $0.baseAddress!, accumulate: false, pool: pool)
         } }
         laps.lap("grad.backward.o")
         // attn_h = Σ_j α_j V[j], α = softmax(scale · q_h · K[j]); only each row's last key and value
