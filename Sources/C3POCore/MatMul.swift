@@ -222,6 +222,28 @@ public enum MatMul {
         }
     }
 
+    /// One query position's attention over `positions` cached rows and its own key and value,
+    /// every head (c3po_attend_one): alpha [heads, positions + 1], out [heads · headDim].
+    @inline(__always)
+    public static func attendOne(_ q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ldkv: Int,
+                                 ownKey: UnsafePointer<Float>, ownValue: UnsafePointer<Float>, positions p: Int, heads: Int, kvHeads: Int,
+                                 headDim d: Int, scale: Float, alpha: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                                 path: KernelPath = .active) {
+        c3po_attend_one(path.rawValue, q, keys, values, ldkv, ownKey, ownValue, p, heads, kvHeads, d, scale, alpha, out)
+    }
+
+    /// The backward of `attendOne` (c3po_attend_one_backward): dq, dOwnKey, dOwnValue accumulate;
+    /// `scratch` [heads, positions + 1] is left holding the scaled scores' gradient.
+    @inline(__always)
+    public static func attendOneBackward(_ q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ldkv: Int,
+                                         ownKey: UnsafePointer<Float>, ownValue: UnsafePointer<Float>, alpha: UnsafePointer<Float>,
+                                         dOut: UnsafePointer<Float>, positions p: Int, heads: Int, kvHeads: Int, headDim d: Int, scale: Float,
+                                         scratch: UnsafeMutablePointer<Float>, dq: UnsafeMutablePointer<Float>,
+                                         dOwnKey: UnsafeMutablePointer<Float>, dOwnValue: UnsafeMutablePointer<Float>, path: KernelPath = .active) {
+        c3po_attend_one_backward(path.rawValue, q, keys, values, ldkv, ownKey, ownValue, alpha, dOut, p, heads, kvHeads, d, scale,
+                                 scratch, dq, dOwnKey, dOwnValue)
+    }
+
     /// Floats of the panels of a [n, k] weight (c3po_panel_floats).
     public static func panelFloats(outFeatures n: Int, inFeatures k: Int) -> Int { c3po_panel_floats(n, k) }
 

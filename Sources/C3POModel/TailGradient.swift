@@ -204,6 +204,13 @@ extension MoEDecoderModel {
         }
     }
 
+    /// Tasks per row of the tail's attention: 1, or the workers' count when the rows are fewer,
+    /// each taking a contiguous share of the kv heads.
+    private func attentionShares(rows m: Int, workers: Int) -> Int { m >= workers ? 1 : min(spec.kvHeads, workers) }
+
+    /// The kv heads [g0, g1) of share i of `shares`.
+    private func kvHeadShare(_ i: Int, of shares: Int) -> (Int, Int) { (spec.kvHeads * i / shares, spec.kvHeads * (i + 1) / shares) }
+
     private func addOutput(_ f: FeedForwardTape, into x: inout [Float]) {
         let h = spec.hidden
         for g in f.groups + (f.shared.map { [$0] } ?? []) {
@@ -271,34 +278,28 @@ extension MoEDecoderModel {
             }
         }
         laps.lap("grad.forward.qkv")
-        // Per row: one query over the p cached keys and its own, per head, the softmax weights kept.
-        // One task per (row, kv head), as in the backward: the rows' weights in one flat buffer.
+        // Per row: one query over the p cached keys and its own, every head, the softmax weights kept
+        // (c3po_attend_one reads each cached row once, for all the heads that use it). A task is a
+        // row, or a share of its kv heads when there are fewer rows than workers.
         var attn = [Float](repeating: 0, count: m * s.qDim) // [m, heads·d]
-        let group = s.heads / s.kvHeads, scale = 1 / Float(d).squareRoot()
+        let scale = 1 / Float(d).squareRoot()
         var offsets = [0]
         for p in positions { offsets.append(offsets.last! + s.heads * (p + 1)) }
         var flat = [Float](repeating: 0, count: offsets.last!) // per row [heads, p + 1]
+        let shares = attentionShares(rows: m, workers: pool.workers)
         q.withUnsafeBufferPointer { qb in k.withUnsafeBufferPointer { kn in v.withUnsafeBufferPointer { vn in
             flat.withUnsafeMutableBufferPointer { fb in attn.withUnsafeMutableBufferPointer { ab in
                 let fp = fb.baseAddress!, ap = ab.baseAddress!
-                Parallel.dynamicForEach(m * s.kvHeads, workers: pool.workers) { _, task in
-                    let r = task / s.kvHeads, g = task % s.kvHeads, p = positions[r]
+                Parallel.dynamicForEach(m * shares, workers: pool.workers) { _, task in
+                    let r = task / shares, (g0, g1) = kvHeadShare(task % shares, of: shares), p = positions[r]
+                    let h0 = g0 * (s.heads / s.kvHeads), hn = (g1 - g0) * (s.heads / s.kvHeads)
                     cachedKeys[r].withUnsafeBufferPointer { kb in cachedValues[r].withUnsafeBufferPointer { vb in
-                        for hd in (g * group)..<((g + 1) * group) {
-                            let row = fp + offsets[r] + hd * (p + 1), qo = r * s.qDim + hd * d, no = r * s.kvDim + g * d
-                            let qh = qb.baseAddress! + qo, out = ap + qo
-                            // scores [1, p + 1] = q_h · [K_cache; k]ᵀ, softmax; out_h [1, d] = α · [V_cache; v].
-                            MatMul.linear(qh, ldx: d, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                          into: row, ldy: p + 1, m: 1, n: p, k: d)
-                            var own: Float = 0
-                            for c in 0..<d { own += qh[c] * kn[no + c] }
-                            row[p] = own
-                            for j in 0...p { row[j] *= scale }
-                            Kernels.softmax(row, count: p + 1)
-                            MatMul.linearTransposed(row, lddy: p + 1, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                                    into: out, lddx: d, m: 1, n: p, k: d)
-                            for c in 0..<d { out[c] += row[p] * vn[no + c] }
-                        }
+                        // scores [h, p + 1] = scale · q_h · [K_cache; k]ᵀ, softmax; out_h [d] = α · [V_cache; v].
+                        MatMul.attendOne(qb.baseAddress! + r * s.qDim + h0 * d, keys: (kb.baseAddress ?? qb.baseAddress!) + g0 * d,
+                                         values: (vb.baseAddress ?? qb.baseAddress!) + g0 * d, ldkv: s.kvDim,
+                                         ownKey: kn.baseAddress! + r * s.kvDim + g0 * d, ownValue: vn.baseAddress! + r * s.kvDim + g0 * d,
+                                         positions: p, heads: hn, kvHeads: g1 - g0, headDim: d, scale: scale,
+                                         alpha: fp + offsets[r] + h0 * (p + 1), into: ap + r * s.qDim + h0 * d)
                     } }
                 }
             } }
@@ -564,41 +565,33 @@ extension MoEDecoderModel {
         // attn_h = Σ_j α_j V[j], α = softmax(scale · q_h · K[j]); only each row's last key and value
         // are its own position's (the earlier ones are constants of the cache).
         var dq = [Float](repeating: 0, count: m * s.qDim), dk = [Float](repeating: 0, count: m * s.kvDim), dv = dk
-        let group = s.heads / s.kvHeads, scale = 1 / Float(d).squareRoot()
-        // One task per (row, kv head): the heads of a group share its dk and dv slice, so a task
-        // owns that slice and its heads' dq slices; tasks never write the same values.
+        let scale = 1 / Float(d).squareRoot()
+        // As in the forward, a task is a row or a share of its kv heads: the heads of a kv head share
+        // its dk and dv slice, so a task owns those slices and its heads' dq slices; tasks never write
+        // the same values.
+        let shares = attentionShares(rows: m, workers: pool.workers)
         dq.withUnsafeMutableBufferPointer { qbuf in dk.withUnsafeMutableBufferPointer { kbuf in dv.withUnsafeMutableBufferPointer { vbuf in
             dAttn.withUnsafeBufferPointer { ab in
                 let qb = qbuf.baseAddress!, dkb = kbuf.baseAddress!, dvb = vbuf.baseAddress!
-                Parallel.dynamicForEach(m * s.kvHeads, workers: pool.workers) { _, task in
-                    let r = task / s.kvHeads, g = task % s.kvHeads, p = positions[r]
+                Parallel.dynamicForEach(m * shares, workers: pool.workers) { _, task in
+                    let r = task / shares, (g0, g1) = kvHeadShare(task % shares, of: shares), p = positions[r]
                     guard live[r] else { return } // no gradient reaches this row
-                    var dScores = [Float](repeating: 0, count: p + 1) // [p + 1]
+                    let group = s.heads / s.kvHeads, h0 = g0 * group, hn = (g1 - g0) * group
+                    var dScores = [Float](repeating: 0, count: hn * (p + 1)) // [heads of the share, p + 1]
                     t.keys[r].withUnsafeBufferPointer { kb in t.values[r].withUnsafeBufferPointer { vb in t.attention[r].withUnsafeBufferPointer { pb in
-                        dScores.withUnsafeMutableBufferPointer { sb in
-                            let ds = sb.baseAddress!
-                            for hd in (g * group)..<((g + 1) * group) {
-                                let qo = r * s.qDim + hd * d, ko = r * s.kvDim + g * d, alpha = pb.baseAddress! + hd * (p + 1)
-                                // ∂/∂α [1, p + 1] = dOut_h · V_gᵀ; ∂/∂score_j = α_j (∂α_j − Σ α ∂α) · scale; dq_h = ∂score · K_g.
-                                let dOut = ab.baseAddress! + qo
-                                MatMul.linear(dOut, ldx: d, weight: UnsafeRawPointer(vb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                              into: ds, ldy: p + 1, m: 1, n: p, k: d)
-                                var own: Float = 0
-                                for c in 0..<d { own += dOut[c] * t.v[ko + c] }
-                                ds[p] = own
-                                var mean: Float = 0
-                                for j in 0...p { mean += alpha[j] * ds[j] }
-                                for j in 0...p { ds[j] = alpha[j] * (ds[j] - mean) * scale }
-                                MatMul.linearTransposed(ds, lddy: p + 1, weight: UnsafeRawPointer(kb.baseAddress! + g * d), dtype: .f32, ldw: s.kvDim,
-                                                        into: qb + qo, lddx: d, m: 1, n: p, k: d, accumulate: true)
-                                // The last key and value are this position's own.
-                                for c in 0..<d {
-                                    qb[qo + c] += ds[p] * t.k[ko + c]
-                                    dkb[ko + c] += ds[p] * t.q[qo + c]
-                                    dvb[ko + c] += alpha[p] * dOut[c]
-                                }
+                        t.q.withUnsafeBufferPointer { tq in t.k.withUnsafeBufferPointer { tk in t.v.withUnsafeBufferPointer { tv in
+                            dScores.withUnsafeMutableBufferPointer { sb in
+                                // ∂/∂α = dOut_h · V; ∂/∂score_j = α_j (∂α_j − Σ α ∂α) · scale; dq_h += ∂score · K;
+                                // the last key and value are this position's own.
+                                let ko = r * s.kvDim + g0 * d
+                                MatMul.attendOneBackward(tq.baseAddress! + r * s.qDim + h0 * d, keys: (kb.baseAddress ?? tq.baseAddress!) + g0 * d,
+                                                         values: (vb.baseAddress ?? tq.baseAddress!) + g0 * d, ldkv: s.kvDim,
+                                                         ownKey: tk.baseAddress! + ko, ownValue: tv.baseAddress! + ko,
+                                                         alpha: pb.baseAddress! + h0 * (p + 1), dOut: ab.baseAddress! + r * s.qDim + h0 * d,
+                                                         positions: p, heads: hn, kvHeads: g1 - g0, headDim: d, scale: scale, scratch: sb.baseAddress!,
+                                                         dq: qb + r * s.qDim + h0 * d, dOwnKey: dkb + ko, dOwnValue: dvb + ko)
                             }
-                        }
+                        } } }
                     } } }
                 }
             }

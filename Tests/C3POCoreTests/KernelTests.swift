@@ -283,4 +283,50 @@ final class KernelTests: XCTestCase {
             }
         }
     }
+
+    /// One query's attention over a cache (and its backward) on every path, against the same
+    /// formulas in double precision: GQA (2 query heads a kv head), a strided cache, no cache.
+    func testAttendOneAndItsBackwardOnEveryPath() {
+        let (heads, kvHeads, d, ldkv) = (4, 2, 32, 2 * 32 + 16)
+        let group = heads / kvHeads, scale = 1 / Float(d).squareRoot()
+        for path in KernelPath.allCases where path.isSupported {
+            for p in [0, 1, 17] {
+                var rng = Rng(s: UInt64(900 + p))
+                let q = (0..<(heads * d)).map { _ in rng.next() }, dOut = (0..<(heads * d)).map { _ in rng.next() }
+                let keys = (0..<(max(1, p) * ldkv)).map { _ in rng.next() }, values = (0..<(max(1, p) * ldkv)).map { _ in rng.next() }
+                let ownK = (0..<(kvHeads * d)).map { _ in rng.next() }, ownV = (0..<(kvHeads * d)).map { _ in rng.next() }
+                var alpha = [Float](repeating: .nan, count: heads * (p + 1)), out = [Float](repeating: .nan, count: heads * d)
+                var ds = alpha, dq = [Float](repeating: 0.5, count: heads * d), dk = [Float](repeating: 0.5, count: kvHeads * d), dv = dk
+                MatMul.attendOne(q, keys: keys, values: values, ldkv: ldkv, ownKey: ownK, ownValue: ownV, positions: p, heads: heads, kvHeads: kvHeads,
+                                 headDim: d, scale: scale, alpha: &alpha, into: &out, path: path)
+                MatMul.attendOneBackward(q, keys: keys, values: values, ldkv: ldkv, ownKey: ownK, ownValue: ownV, alpha: alpha, dOut: dOut,
+                                         positions: p, heads: heads, kvHeads: kvHeads, headDim: d, scale: scale, scratch: &ds,
+                                         dq: &dq, dOwnKey: &dk, dOwnValue: &dv, path: path)
+                var wantDq = [Double](repeating: 0.5, count: heads * d), wantDk = [Double](repeating: 0.5, count: kvHeads * d), wantDv = wantDk
+                for h in 0..<heads {
+                    let g = h / group
+                    func key(_ j: Int, _ c: Int) -> Double { Double(j < p ? keys[j * ldkv + g * d + c] : ownK[g * d + c]) }
+                    func value(_ j: Int, _ c: Int) -> Double { Double(j < p ? values[j * ldkv + g * d + c] : ownV[g * d + c]) }
+                    let scores = (0...p).map { j in (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * key(j, $1) } * Double(scale) }
+                    let top = scores.max()!, e = scores.map { Foundation.exp($0 - top) }, total = e.reduce(0, +), a = e.map { $0 / total }
+                    for j in 0...p { XCTAssertEqual(Double(alpha[h * (p + 1) + j]), a[j], accuracy: 1e-6, "\(path) p=\(p) alpha[\(h), \(j)]") }
+                    for c in 0..<d {
+                        let o = (0...p).reduce(0.0) { $0 + a[$1] * value($1, c) }
+                        XCTAssertEqual(Double(out[h * d + c]), o, accuracy: 1e-5, "\(path) p=\(p) out[\(h), \(c)]")
+                    }
+                    let da = (0...p).map { j in (0..<d).reduce(0.0) { $0 + Double(dOut[h * d + $1]) * value(j, $1) } }
+                    let mean = zip(a, da).reduce(0.0) { $0 + $1.0 * $1.1 }
+                    let dsc = (0...p).map { a[$0] * (da[$0] - mean) * Double(scale) }
+                    for c in 0..<d {
+                        wantDq[h * d + c] += (0...p).reduce(0.0) { $0 + dsc[$1] * key($1, c) }
+                        wantDk[g * d + c] += dsc[p] * Double(q[h * d + c])
+                        wantDv[g * d + c] += a[p] * Double(dOut[h * d + c])
+                    }
+                }
+                for i in dq.indices { XCTAssertEqual(Double(dq[i]), wantDq[i], accuracy: 1e-5, "\(path) p=\(p) dq[\(i)]") }
+                for i in dk.indices { XCTAssertEqual(Double(dk[i]), wantDk[i], accuracy: 1e-5, "\(path) p=\(p) dk[\(i)]") }
+                for i in dv.indices { XCTAssertEqual(Double(dv[i]), wantDv[i], accuracy: 1e-5, "\(path) p=\(p) dv[\(i)]") }
+            }
+        }
+    }
 }

@@ -101,6 +101,19 @@ void c3po_linear_panels_packed(int path, const float *xp, const float *x, long l
 // dst[i] = src[i] for n IEEE float16 values (exact; hardware conversion where the CPU has it).
 void c3po_f16_to_f32_array(const uint16_t *src, float *dst, long n);
 
+// Attention of one query position over p cached positions (K, V: p rows of ldkv floats, kv head g
+// at column g·d) and its own key and value (kown, vown [kvHeads·d]), every head (heads a multiple
+// of kvHeads; head h uses kv head h / (heads / kvHeads)): alpha [heads][p + 1] ← softmax(scale ·
+// q_h · key_j), the own position last; out [heads·d] ← Σ_j alpha_hj value_j.
+void c3po_attend_one(int path, const float *q, const float *K, const float *V, long ldkv, const float *kown, const float *vown,
+                     long p, long heads, long kvHeads, long d, float scale, float *alpha, float *out);
+// Its backward given dout = ∂/∂out [heads·d]: ds [heads][p + 1] ← ∂/∂(scaled scores) (scratch
+// the caller provides, left holding them), dq += ∂/∂q, dkown += ∂/∂kown, dvown += ∂/∂vown (the
+// cache's keys and values are constants).
+void c3po_attend_one_backward(int path, const float *q, const float *K, const float *V, long ldkv, const float *kown, const float *vown,
+                              const float *alpha, const float *dout, long p, long heads, long kvHeads, long d, float scale,
+                              float *ds, float *dq, float *dkown, float *dvown);
+
 // Element-wise functions with exp, 16 lanes at a time where the path has AVX-512 (exp by a
 // degree-6 polynomial on [-ln2/2, ln2/2] and vscalefps, within 2 ulp of expf), else expf.
 // x[0..n) ← softmax(x) (max subtracted first).
