@@ -151,8 +151,8 @@ public enum MatMul {
     }
 
     /// dx [m, k] (+)= Σ_i dy_i [m, n_i] · W_i: the input gradient of `linears`, as one parallel
-    /// region (each worker sums its weight rows' part into its own dx, then the parts are added
-    /// in worker order).
+    /// region (each block of weight rows sums its part into a partial of its own, then the
+    /// partials are added in block order).
     public static func linearsTransposed(_ products: [Product], rows m: Int, inFeatures k: Int, into dx: UnsafeMutablePointer<Float>,
                                          accumulate: Bool = false, threads: Int = Parallel.defaultThreads) {
         // Blocks of weight rows taken dynamically (a worker the VM delays holds up no fixed half),
@@ -206,12 +206,16 @@ public enum MatMul {
         guard m > 0, n > 0 else { return }
         let panelsPerBlock = max(1, min(8, (n + 32 * 2 * threads - 1) / (32 * 2 * threads)))
         let block = 32 * panelsPerBlock, blocks = (n + block - 1) / block
-        let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, c3po_packed_rows8_floats(m, k)))
+        // Packed only where the chosen kernel reads them packed (the other paths read x itself).
+        let packs = c3po_panels_read_packed(path.rawValue) != 0
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: packs ? max(1, c3po_packed_rows8_floats(m, k)) : 1)
         defer { packed.deallocate() }
-        let tokenBlocks = (m + 7) / 8, per = max(1, (tokenBlocks + 4 * threads - 1) / (4 * threads))
-        Parallel.dynamicForEach((tokenBlocks + per - 1) / per, workers: threads) { _, i in
-            let b0 = i * per, b1 = min(tokenBlocks, b0 + per)
-            c3po_pack_rows8(x + b0 * 8 * k, k, min(m, b1 * 8) - b0 * 8, k, packed + b0 * 8 * k)
+        if packs {
+            let tokenBlocks = (m + 7) / 8, per = max(1, (tokenBlocks + 4 * threads - 1) / (4 * threads))
+            Parallel.dynamicForEach((tokenBlocks + per - 1) / per, workers: threads) { _, i in
+                let b0 = i * per, b1 = min(tokenBlocks, b0 + per)
+                c3po_pack_rows8(x + b0 * 8 * k, k, min(m, b1 * 8) - b0 * 8, k, packed + b0 * 8 * k)
+            }
         }
         w.panels.withUnsafeBufferPointer { pb in
             let body = { (b: Int) in

@@ -281,13 +281,13 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
         } }
     }
 
+    /// Rows up to which products of one input run as one parallel region (below the AMX kernels' range).
+    static let fewRows = 8
+
     /// q/k/v projections of normalised rows, their biases, the family's q/k norm, clip_qkv, then
     /// RoPE at positions firstPosition ..< firstPosition + rows (or at `positions`, one per row). `observe` (the tail's backward
     /// keeps them) sees q, k, v after the projections and biases (`.projected`) and after the q/k
     /// norm, before clipping (`.normed`).
-    /// Rows up to which products of one input run as one parallel region (below the AMX kernels' range).
-    static let fewRows = 8
-
     func projectQKV(_ a: AttentionWeights, _ xn: [Float], rows t: Int, firstPosition: Int, positions: [Int]? = nil,
                     q: inout [Float], k: inout [Float], v: inout [Float], pool: ScratchPool,
                     observe: ((QKVStage, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) -> Void)? = nil) {

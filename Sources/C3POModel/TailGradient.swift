@@ -208,8 +208,11 @@ extension MoEDecoderModel {
     /// each taking a contiguous share of the kv heads.
     private func attentionShares(rows m: Int, workers: Int) -> Int { m >= workers ? 1 : min(spec.kvHeads, workers) }
 
-    /// The kv heads [g0, g1) of share i of `shares`.
-    private func kvHeadShare(_ i: Int, of shares: Int) -> (Int, Int) { (spec.kvHeads * i / shares, spec.kvHeads * (i + 1) / shares) }
+    /// Share i of `shares`: its kv heads [g0, g1), and the query heads that use them (from h0, hn of them).
+    private func kvHeadShare(_ i: Int, of shares: Int) -> (g0: Int, g1: Int, h0: Int, hn: Int) {
+        let g0 = spec.kvHeads * i / shares, g1 = spec.kvHeads * (i + 1) / shares, group = spec.heads / spec.kvHeads
+        return (g0, g1, g0 * group, (g1 - g0) * group)
+    }
 
     private func addOutput(_ f: FeedForwardTape, into x: inout [Float]) {
         let h = spec.hidden
@@ -291,8 +294,7 @@ extension MoEDecoderModel {
             flat.withUnsafeMutableBufferPointer { fb in attn.withUnsafeMutableBufferPointer { ab in
                 let fp = fb.baseAddress!, ap = ab.baseAddress!
                 Parallel.dynamicForEach(m * shares, workers: pool.workers) { _, task in
-                    let r = task / shares, (g0, g1) = kvHeadShare(task % shares, of: shares), p = positions[r]
-                    let h0 = g0 * (s.heads / s.kvHeads), hn = (g1 - g0) * (s.heads / s.kvHeads)
+                    let r = task / shares, (g0, g1, h0, hn) = kvHeadShare(task % shares, of: shares), p = positions[r]
                     cachedKeys[r].withUnsafeBufferPointer { kb in cachedValues[r].withUnsafeBufferPointer { vb in
                         // scores [h, p + 1] = scale · q_h · [K_cache; k]ᵀ, softmax; out_h [d] = α · [V_cache; v].
                         MatMul.attendOne(qb.baseAddress! + r * s.qDim + h0 * d, keys: (kb.baseAddress ?? qb.baseAddress!) + g0 * d,
@@ -574,9 +576,8 @@ extension MoEDecoderModel {
             dAttn.withUnsafeBufferPointer { ab in
                 let qb = qbuf.baseAddress!, dkb = kbuf.baseAddress!, dvb = vbuf.baseAddress!
                 Parallel.dynamicForEach(m * shares, workers: pool.workers) { _, task in
-                    let r = task / shares, (g0, g1) = kvHeadShare(task % shares, of: shares), p = positions[r]
+                    let r = task / shares, (g0, g1, h0, hn) = kvHeadShare(task % shares, of: shares), p = positions[r]
                     guard live[r] else { return } // no gradient reaches this row
-                    let group = s.heads / s.kvHeads, h0 = g0 * group, hn = (g1 - g0) * group
                     var dScores = [Float](repeating: 0, count: hn * (p + 1)) // [heads of the share, p + 1]
                     t.keys[r].withUnsafeBufferPointer { kb in t.values[r].withUnsafeBufferPointer { vb in t.attention[r].withUnsafeBufferPointer { pb in
                         t.q.withUnsafeBufferPointer { tq in t.k.withUnsafeBufferPointer { tk in t.v.withUnsafeBufferPointer { tv in

@@ -166,6 +166,15 @@ void c3po_pack_rows8(const float *x, long ldx, long m, long k, float *out) {
     }
 }
 
+int c3po_panels_read_packed(int path) {
+#if defined(__x86_64__)
+    return path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512);
+#else
+    (void)path;
+    return 0;
+#endif
+}
+
 void c3po_linear_panels_packed(int path, const float *xp, const float *x, long ldx, const float *panels, const float *bias,
                                float *y, long ldy, long m, long n, long k, int accumulate) {
     if (m <= 0 || n <= 0) return;
@@ -173,7 +182,7 @@ void c3po_linear_panels_packed(int path, const float *xp, const float *x, long l
         if (!accumulate) for (long i = 0; i < m; i++) memset(y + i * ldy, 0, sizeof(float) * (size_t)n);
     } else {
 #if defined(__x86_64__)
-        if (path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) {
+        if (c3po_panels_read_packed(path)) {
             panels_drive512(xp, panels, y, ldy, m, n, k, accumulate, bias);
             return;
         }
@@ -191,11 +200,9 @@ void c3po_linear_panels(int path, const float *x, long ldx, const float *panels,
                         long m, long n, long k, int accumulate) {
     if (m <= 0 || n <= 0) return;
     float *xp = NULL;
-#if defined(__x86_64__)
-    if (k > 0 && path >= C3PO_PATH_AVX512 && c3po_path_supported(C3PO_PATH_AVX512)) {
+    if (k > 0 && c3po_panels_read_packed(path)) {
         xp = c3po_scratch(0, sizeof(float) * (size_t)c3po_packed_rows8_floats(m, k));
         c3po_pack_rows8(x, ldx, m, k, xp);
     }
-#endif
     c3po_linear_panels_packed(path, xp, x, ldx, panels, NULL, y, ldy, m, n, k, accumulate);
 }

@@ -94,6 +94,8 @@ void c3po_linear_panels(int path, const float *x, long ldx, const float *panels,
 // split n; `x` itself is still given (the paths without AVX-512 read it unpacked). With `bias`
 // (n values, or NULL), y[t, j] += bias[j] as well.
 long c3po_packed_rows8_floats(long m, long k);
+// Whether c3po_linear_panels_packed on `path` reads the packed activations (else xp may be NULL).
+int c3po_panels_read_packed(int path);
 void c3po_pack_rows8(const float *x, long ldx, long m, long k, float *out);
 void c3po_linear_panels_packed(int path, const float *xp, const float *x, long ldx, const float *panels, const float *bias,
                                float *y, long ldy, long m, long n, long k, int accumulate);
