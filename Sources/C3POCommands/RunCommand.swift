@@ -71,6 +71,9 @@ public struct RunCommand: ParsableCommand {
     @Option(name: .customLong("ngd-lr"), help: ArgumentHelp("--method ngd: step size on the core experts' softmax logits.", valueName: "eta"))
     public var ngdLearningRate: Float = NGDParameters().learningRate
 
+    @Option(name: .customLong("ngd-batch"), help: ArgumentHelp("--method ngd: questions whose steps run together, one engine batch of all their neighbours per step (the weights are read once per step for all of them; each question's result is its own). 1 steps each question alone.", valueName: "n"))
+    public var ngdBatch: Int = RunnerOptions().ngdBatch
+
     @Option(name: .customLong("state-cache-mb"), help: ArgumentHelp("--method ngd and --alpha search: MiB of neighbours' prefill states kept across questions (least recently used evicted).", valueName: "MiB"))
     public var stateCacheMB: Int = 1024
 
@@ -155,6 +158,7 @@ public struct RunCommand: ParsableCommand {
         guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
         guard ngdSteps >= 0 else { throw ValidationError("--ngd-steps must not be negative, got \(ngdSteps)") }
         guard ngdLearningRate.isFinite, ngdLearningRate > 0 else { throw ValidationError("--ngd-lr must be positive, got \(ngdLearningRate)") }
+        guard ngdBatch >= 1 else { throw ValidationError("--ngd-batch must be at least 1, got \(ngdBatch)") }
         guard stateCacheMB >= 0 else { throw ValidationError("--state-cache-mb must not be negative, got \(stateCacheMB)") }
         guard similarityFloor.isFinite else { throw ValidationError("--similarity-floor must be a number") }
         if shard != nil {
@@ -202,6 +206,7 @@ public struct RunCommand: ParsableCommand {
         options.answer = answer; options.maxNewTokens = maxNewTokens
         options.ngd = NGDParameters(steps: ngdSteps, learningRate: ngdLearningRate, start: ngdInit)
         options.stateCacheBytes = stateCacheMB << 20
+        options.ngdBatch = ngdBatch
         if preset == .official, refIndex.manifest.embeddedText != .prompt {
             throw UsageError("--preset official embeds whole prompts, as the published code does: build the index with c3po-index build --embed-text prompt (\(refIndex.directory.path) embeds questions)")
         }

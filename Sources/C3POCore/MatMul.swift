@@ -151,30 +151,26 @@ public enum MatMul {
     }
 
     /// dx [m, k] (+)= Σ_i dy_i [m, n_i] · W_i: the input gradient of `linears`, as one parallel
-    /// region (each block of weight rows sums its part into a partial of its own, then the
-    /// partials are added in block order).
+    /// region. A task is a block of dx's columns: it runs every weight's rows over those columns,
+    /// the products in order, so each value of dx is summed by one task in a fixed order (the
+    /// result does not depend on which worker took which block) and no partials are added up.
     public static func linearsTransposed(_ products: [Product], rows m: Int, inFeatures k: Int, into dx: UnsafeMutablePointer<Float>,
                                          accumulate: Bool = false, threads: Int = Parallel.defaultThreads) {
-        // Blocks of weight rows taken dynamically (a worker the VM delays holds up no fixed half),
-        // each summed into its own partial; the partials are added in block order, so the result
-        // does not depend on which worker took which block.
-        let parts = ranges(products, block: 4 * fewRowsBlock) // fewer partials to add up
-        let partials = UnsafeMutablePointer<Float>.allocate(capacity: parts.count * m * k) // [blocks, m, k]
-        defer { partials.deallocate() }
-        Parallel.dynamicForEach(parts.count, workers: threads) { _, r in
-            let (i, lo, hi) = parts[r], p = products[i]
-            linearTransposed(p.data + lo, lddy: p.outFeatures, weight: p.weight + lo * k * p.dtype.size, dtype: p.dtype, ldw: k,
-                             into: partials + r * m * k, lddx: k, m: m, n: hi - lo, k: k, accumulate: false)
-        }
-        for i in 0..<(m * k) {
-            var acc = accumulate ? dx[i] : 0
-            for r in 0..<parts.count { acc += partials[r * m * k + i] }
-            dx[i] = acc
+        // A few rows stream the weight (segments of 512 values keep the streams long); more rows
+        // are bound by arithmetic, and smaller blocks balance the workers.
+        let columns = m < 8 ? 512 : 128
+        let blocks = max(1, min(k / columns, 4 * threads)), size = ((k + blocks - 1) / blocks + 15) / 16 * 16
+        let starts = Array(stride(from: 0, to: k, by: size))
+        Parallel.dynamicForEach(starts.count, workers: threads) { _, b in
+            let c0 = starts[b], kc = min(k, c0 + size) - c0
+            for (i, p) in products.enumerated() {
+                linearTransposed(p.data, lddy: p.outFeatures, weight: p.weight + c0 * p.dtype.size, dtype: p.dtype, ldw: k,
+                                 into: dx + c0, lddx: k, m: m, n: p.outFeatures, k: kc, accumulate: accumulate || i > 0)
+            }
         }
     }
 
-    /// Weight rows per block of `linears` (128 KiB of bf16 at k = 1024; `linearsTransposed` takes
-    /// 4 of them a block, since each block's partial is added up at the end).
+    /// Weight rows per block of `linears` (128 KiB of bf16 at k = 1024).
     static let fewRowsBlock = 64
 
     /// x[0..<n] ← softmax(x), max subtracted (exp within 2 ulp of expf on AVX-512).

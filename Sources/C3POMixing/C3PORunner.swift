@@ -97,6 +97,9 @@ public struct RunnerOptions: Sendable {
     public var ngd = NGDParameters()
     /// Bytes of neighbours' prefill states kept across questions (`--method ngd`, `--alpha search`).
     public var stateCacheBytes: Int = 1 << 30
+    /// `--method ngd`: questions whose steps run in lockstep, as one engine batch per step (each
+    /// question's result is its own; the weights are read once per step for all of them).
+    public var ngdBatch: Int = 8
 
     public init() {}
 }
@@ -347,63 +350,89 @@ public final class C3PORunner {
 
         var results: [SampleResult] = []
         let progress = ProgressReporter("c3po-apply \(options.method.rawValue)", total: order.count, enabled: options.progress)
-        for (n, i) in order.enumerated() {
-            let q = qs[i]
-            var r = SampleResult(id: q.id, task: q.task, gold: q.goldLabel, baseAnswer: nil, c3poAnswer: nil,
-                                 baseCorrect: false, c3poCorrect: false,
-                                 neighbors: hits[i].map { NeighborInfo(id: pool.references[$0.row].id, task: pool.references[$0.row].task, similarity: $0.similarity) },
-                                 alpha: nil, bandwidth: nil, method: options.method.displayName,
-                                 secondsBase: 0, secondsC3PO: 0, skipped: nil)
-            let labelIDs: [Int]
-            do { labelIDs = try model.labelTokenIDs(q.labels) } catch {
-                r.skipped = "label set \(q.labels) is not usable with this model: \(error)"
-                try onResult(r, nil); results.append(r); progress.update(n + 1); continue
+        func emit(_ r: SampleResult, _ override: RoutingOverride?) throws {
+            try onResult(r, override); results.append(r); progress.update(results.count)
+        }
+        // NGD steps several questions in lockstep (one engine batch per step); every other method
+        // answers a question at a time.
+        let chunk = options.method == .ngd ? max(1, options.ngdBatch) : 1
+        for first in stride(from: 0, to: order.count, by: chunk) {
+            // The base pass of each question of the chunk (or why it is skipped).
+            var prepared: [Prepared?] = []
+            var skipped: [SampleResult?] = []
+            for i in order[first..<min(first + chunk, order.count)] {
+                let q = qs[i]
+                var r = SampleResult(id: q.id, task: q.task, gold: q.goldLabel, baseAnswer: nil, c3poAnswer: nil,
+                                     baseCorrect: false, c3poCorrect: false,
+                                     neighbors: hits[i].map { NeighborInfo(id: pool.references[$0.row].id, task: pool.references[$0.row].task, similarity: $0.similarity) },
+                                     alpha: nil, bandwidth: nil, method: options.method.displayName,
+                                     secondsBase: 0, secondsC3PO: 0, skipped: nil)
+                let labelIDs: [Int]
+                do { labelIDs = try model.labelTokenIDs(q.labels) } catch {
+                    r.skipped = "label set \(q.labels) is not usable with this model: \(error)"
+                    prepared.append(nil); skipped.append(r); continue
+                }
+                var promptIDs: [Int] = []
+                let ((state, tokens), tPrefill): ((PrefillState?, Int), Double) = try StageProfile.shared.time("base.prefill") { try timed {
+                    let tokens = try model.encode(options.instruction + q.prompt)
+                    promptIDs = tokens
+                    guard !tokens.isEmpty, tokens.count <= model.maxContext else { return (nil, tokens.count) }
+                    return (try model.prefill(tokens, override: nil), tokens.count)
+                } }
+                guard let state else {
+                    r.skipped = tokens == 0 ? "empty prompt" : "prompt of \(tokens) tokens is longer than the model's context (\(model.maxContext))"
+                    prepared.append(nil); skipped.append(r); continue
+                }
+                let baseLogits = labelIDs.map { state.logits[$0] }
+                let base = MCScoring.argmax(baseLogits)
+                r.baseAnswer = q.labels[base]
+                r.baseCorrect = base == q.answerIndex
+                var tBase = tPrefill
+                if options.answer == .generate {
+                    let ((letter, text), t) = try timed { try generatedAnswer(promptIDs, override: nil) }
+                    r.baseAnswer = letter; r.baseCorrect = letter == q.goldLabel; r.baseText = text
+                    tBase += t
+                }
+                prepared.append(Prepared(index: i, result: r, state: state, labelIDs: labelIDs, promptIDs: promptIDs, base: base, secondsBase: tBase))
+                skipped.append(nil)
             }
-            var promptIDs: [Int] = []
-            let ((state, tokens), tPrefill): ((PrefillState?, Int), Double) = try StageProfile.shared.time("base.prefill") { try timed {
-                let tokens = try model.encode(options.instruction + q.prompt)
-                promptIDs = tokens
-                guard !tokens.isEmpty, tokens.count <= model.maxContext else { return (nil, tokens.count) }
-                return (try model.prefill(tokens, override: nil), tokens.count)
-            } }
-            guard let state else {
-                r.skipped = tokens == 0 ? "empty prompt" : "prompt of \(tokens) tokens is longer than the model's context (\(model.maxContext))"
-                try onResult(r, nil); results.append(r); progress.update(n + 1); continue
+            // The C3PO answer of each question that has a base pass.
+            let ready = prepared.compactMap { $0 }
+            var mixed: [(answer: Int, override: RoutingOverride?, alpha: Float?, bandwidth: Float?, ngdLoss: [Float]?, seconds: Double)] = []
+            if options.method == .ngd {
+                mixed = try ngdAnswers(ready.map { p in (qs[p.index], p.state, p.labelIDs, hits[p.index]) })
+            } else {
+                for p in ready {
+                    let ((answer, override, alpha, bandwidth), t) = try timed {
+                        try c3poAnswer(qs[p.index], state: p.state, labelIDs: p.labelIDs, base: p.base, hits: hits[p.index], overlaps: overlaps[p.index],
+                                       successRows: successRows, modeSpace: modeSpace)
+                    }
+                    mixed.append((answer, override, alpha, bandwidth, nil, t))
+                }
             }
-            let baseLogits = labelIDs.map { state.logits[$0] }
-            let base = MCScoring.argmax(baseLogits)
-            r.baseAnswer = q.labels[base]
-            r.baseCorrect = base == q.answerIndex
-            var tBase = tPrefill
-            if options.answer == .generate {
-                let ((letter, text), t) = try timed { try generatedAnswer(promptIDs, override: nil) }
-                r.baseAnswer = letter; r.baseCorrect = letter == q.goldLabel; r.baseText = text
-                tBase += t
+            var next = 0
+            for (p, skip) in zip(prepared, skipped) {
+                guard let p else { try emit(skip!, nil); continue }
+                let q = qs[p.index], m = mixed[next]
+                next += 1
+                var r = p.result, tMix = m.seconds
+                r.ngdLoss = m.ngdLoss
+                r.c3poAnswer = q.labels[m.answer]
+                r.c3poCorrect = m.answer == q.answerIndex
+                if options.answer == .generate {
+                    // The override of the critical layers at every generated position, as published.
+                    let ((letter, text), t) = try timed { try generatedAnswer(p.promptIDs, override: m.override) }
+                    r.c3poAnswer = letter; r.c3poCorrect = letter == q.goldLabel; r.c3poText = text
+                    tMix += t
+                }
+                r.alpha = m.alpha; r.bandwidth = m.bandwidth
+                r.question = q.question
+                r.recordRouting(base: p.state.routerProbs, override: m.override, criticalLayers: criticalLayers,
+                                coreExperts: [.kernel, .mode, .task, .ngd].contains(options.method) ? min(options.coreExperts, model.expertCount) : nil)
+                r.secondsBase = p.secondsBase
+                r.secondsC3PO = p.secondsBase + (needsNeighbours ? embedShare + searchShare : 0) + tMix
+                try emit(r, m.override)
             }
-
-            var ngdLoss: [Float]?
-            var ((answer, override, alpha, bandwidth), tMix) = try timed {
-                try c3poAnswer(q, state: state, labelIDs: labelIDs, base: base, hits: hits[i], overlaps: overlaps[i],
-                               successRows: successRows, modeSpace: modeSpace, ngdLoss: &ngdLoss)
-            }
-            r.ngdLoss = ngdLoss
-            r.c3poAnswer = q.labels[answer]
-            r.c3poCorrect = answer == q.answerIndex
-            if options.answer == .generate {
-                // The override of the critical layers at every generated position, as published.
-                let ((letter, text), t) = try timed { try generatedAnswer(promptIDs, override: override) }
-                r.c3poAnswer = letter; r.c3poCorrect = letter == q.goldLabel; r.c3poText = text
-                tMix += t
-            }
-            r.alpha = alpha; r.bandwidth = bandwidth
-            r.question = q.question
-            r.recordRouting(base: state.routerProbs, override: override, criticalLayers: criticalLayers,
-                            coreExperts: [.kernel, .mode, .task, .ngd].contains(options.method) ? min(options.coreExperts, model.expertCount) : nil)
-            r.secondsBase = tBase
-            r.secondsC3PO = tBase + (needsNeighbours ? embedShare + searchShare : 0) + tMix
-            try onResult(r, override)
-            results.append(r)
-            progress.update(n + 1)
         }
         if let w = Self.skippedWarning(results) { warn(w) }
         return results
@@ -483,7 +512,7 @@ public final class C3PORunner {
     }
 
     private func c3poAnswer(_ q: MCQuestion, state: PrefillState, labelIDs: [Int], base: Int, hits: [Neighbor],
-                            overlaps: Set<Int>, successRows: [Int], modeSpace: [Float], ngdLoss: inout [Float]?) throws
+                            overlaps: Set<Int>, successRows: [Int], modeSpace: [Float]) throws
         -> (Int, RoutingOverride?, Float?, Float?) {
         let sample = state.routerProbs
         let neighbours = hits.map { PathwayNeighbor(similarity: $0.similarity, pathway: pool.pathway($0.row), task: pool.references[$0.row].task) }
@@ -493,19 +522,8 @@ public final class C3PORunner {
         func tail(_ o: RoutingOverride) throws -> Int {
             MCScoring.argmax(try model.reevaluateTail(state, fromLayer: fromLayer, override: o, rows: labelIDs))
         }
-        func parameters(alpha: Float, bandwidth: Float) -> MixingParameters {
-            MixingParameters(criticalLayers: criticalLayers, coreExperts: min(options.coreExperts, model.expertCount),
-                             alpha: alpha, kernel: options.kernel, bandwidth: bandwidth)
-        }
-        func hyper() -> (Float, Float) {
-            let fromIndex: (alpha: Float, bandwidth: Float) = taskWeights?.hyperParameters(
-                neighbors: votes, defaultAlpha: defaultAlpha, defaultBandwidth: defaultBandwidth) ?? (defaultAlpha, defaultBandwidth)
-            let b = options.bandwidth ?? fromIndex.bandwidth
-            switch options.alpha {
-            case .fixed(let a): return (a, b)
-            case .index, .search: return (fromIndex.alpha, b)
-            }
-        }
+        func parameters(alpha: Float, bandwidth: Float) -> MixingParameters { mixingParameters(alpha: alpha, bandwidth: bandwidth) }
+        func hyper() -> (Float, Float) { hyperParameters(neighbours) }
 
         switch options.method {
         case .none:
@@ -518,23 +536,7 @@ public final class C3PORunner {
             else { return (base, nil, nil, nil) }
             return (try tail(o), o, nil, nil)
         case .ngd:
-            let (a, b) = hyper()
-            let start: RoutingOverride
-            switch options.ngd.start {
-            case .own: start = .identity(pathway: sample, layers: criticalLayers)
-            case .kernel: start = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(alpha: a, bandwidth: b))
-            }
-            let core = Dictionary(uniqueKeysWithValues: criticalLayers.map { ($0, CoreExperts.select(sample[$0], count: min(options.coreExperts, model.expertCount))) })
-            let prof = StageProfile.shared
-            let states = try prof.time("ngd.neighbour_states") { try neighbourStates(hits, bandwidth: b) }
-            guard let result = try prof.time("ngd.steps", {
-                try NeighbourhoodGradient.optimise(model: model, start: start, core: core, neighbours: states, parameters: options.ngd,
-                                                   answer: .init(state: state, labelIDs: labelIDs))
-            })
-            else { return (try tail(start), start, options.ngd.start == .kernel ? a : nil, b) }
-            ngdLoss = [result.startLoss, result.loss]
-            let answer = try prof.time("ngd.answer") { try result.answerLogits.map(MCScoring.argmax) ?? tail(result.override) }
-            return (answer, result.override, options.ngd.start == .kernel ? a : nil, b)
+            preconditionFailure("--method ngd answers through ngdAnswers")
         case .kernel:
             var (a, b) = hyper()
             if options.alpha == .search {
@@ -556,6 +558,80 @@ public final class C3PORunner {
             for (j, l) in t.criticalLayers.enumerated() where p[j].count == model.expertCount { target[l] = p[j] }
             let o = KernelRegression.mixToward(sample: sample, target: target, parameters: parameters(alpha: a, bandwidth: b))
             return (try tail(o), o, a, nil)
+        }
+    }
+
+    private func mixingParameters(alpha: Float, bandwidth: Float) -> MixingParameters {
+        MixingParameters(criticalLayers: criticalLayers, coreExperts: min(options.coreExperts, model.expertCount),
+                         alpha: alpha, kernel: options.kernel, bandwidth: bandwidth)
+    }
+
+    /// α and the bandwidth for a question with these neighbours: the options', else the index's
+    /// per-task values (voted by the neighbours), else the defaults.
+    private func hyperParameters(_ neighbours: [PathwayNeighbor]) -> (Float, Float) {
+        let votes = neighbours.map { (task: $0.task, similarity: $0.similarity) }
+        let fromIndex: (alpha: Float, bandwidth: Float) = taskWeights?.hyperParameters(
+            neighbors: votes, defaultAlpha: defaultAlpha, defaultBandwidth: defaultBandwidth) ?? (defaultAlpha, defaultBandwidth)
+        let b = options.bandwidth ?? fromIndex.bandwidth
+        switch options.alpha {
+        case .fixed(let a): return (a, b)
+        case .index, .search: return (fromIndex.alpha, b)
+        }
+    }
+
+    /// A question's base pass, waiting for its C3PO answer.
+    private struct Prepared {
+        var index: Int
+        var result: SampleResult
+        var state: PrefillState
+        var labelIDs: [Int]
+        var promptIDs: [Int]
+        var base: Int
+        var secondsBase: Double
+    }
+
+    /// `--method ngd` for several questions at once: each one's start (its own routing or the
+    /// kernel-regression pathway), core experts and neighbours' states, then all their steps in
+    /// lockstep (`NeighbourhoodGradient.optimise` over the problems: one engine batch per step).
+    /// Seconds per question: its own set-up and answer, and an equal share of the joint steps.
+    private func ngdAnswers(_ questions: [(q: MCQuestion, state: PrefillState, labelIDs: [Int], hits: [Neighbor])]) throws
+        -> [(answer: Int, override: RoutingOverride?, alpha: Float?, bandwidth: Float?, ngdLoss: [Float]?, seconds: Double)] {
+        guard !questions.isEmpty else { return [] }
+        let fromLayer = criticalLayers.min() ?? 0
+        let prof = StageProfile.shared
+        var problems: [NeighbourhoodGradient.Problem] = [], setUp: [Double] = [], hyper: [(alpha: Float?, bandwidth: Float)] = []
+        for (_, state, labelIDs, hits) in questions {
+            let (problem, t): (NeighbourhoodGradient.Problem, Double) = try timed {
+                let sample = state.routerProbs
+                let neighbours = hits.map { PathwayNeighbor(similarity: $0.similarity, pathway: pool.pathway($0.row), task: pool.references[$0.row].task) }
+                let (a, b) = hyperParameters(neighbours)
+                let start: RoutingOverride
+                switch options.ngd.start {
+                case .own: start = .identity(pathway: sample, layers: criticalLayers)
+                case .kernel: start = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: mixingParameters(alpha: a, bandwidth: b))
+                }
+                hyper.append((options.ngd.start == .kernel ? a : nil, b))
+                let core = Dictionary(uniqueKeysWithValues: criticalLayers.map { ($0, CoreExperts.select(sample[$0], count: min(options.coreExperts, model.expertCount))) })
+                let states = try prof.time("ngd.neighbour_states") { try neighbourStates(hits, bandwidth: b) }
+                return .init(start: start, core: core, neighbours: states, answer: .init(state: state, labelIDs: labelIDs))
+            }
+            problems.append(problem); setUp.append(t)
+        }
+        let (results, tSteps) = try prof.time("ngd.steps") { try timed { try NeighbourhoodGradient.optimise(model: model, problems, parameters: options.ngd) } }
+        return try zip(questions, zip(problems, results)).enumerated().map { i, item in
+            let ((_, state, labelIDs, _), (problem, result)) = item
+            let ((answer, override, loss), tAnswer): ((Int, RoutingOverride, [Float]?), Double) = try timed {
+                // No neighbour with kernel weight: the start's answer, by a tail of its own.
+                guard let result else {
+                    return (MCScoring.argmax(try model.reevaluateTail(state, fromLayer: fromLayer, override: problem.start, rows: labelIDs)), problem.start, nil)
+                }
+                let answer = try prof.time("ngd.answer") {
+                    try result.answerLogits.map(MCScoring.argmax)
+                        ?? MCScoring.argmax(try model.reevaluateTail(state, fromLayer: fromLayer, override: result.override, rows: labelIDs))
+                }
+                return (answer, result.override, [result.startLoss, result.loss])
+            }
+            return (answer, override, hyper[i].alpha, hyper[i].bandwidth, loss, setUp[i] + tSteps / Double(questions.count) + tAnswer)
         }
     }
 

@@ -76,84 +76,143 @@ public enum NeighbourhoodGradient {
         public init(state: PrefillState, labelIDs: [Int]) { self.state = state; self.labelIDs = labelIDs }
     }
 
-    /// The neighbours' kernel-weighted mean loss at `o`, and its gradient (when asked); with
-    /// `answer`, the answer's label logits at `o` too (its row has no loss: nothing flows back from it).
-    static func objective(model: RoutedMoEModel, _ o: RoutingOverride, _ neighbours: [NGDNeighbor], gradient: Bool = true,
-                          answer: Answer? = nil) throws -> (Float, [Int: [Float]], [Float]?) {
-        let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
-        var loss: Float = 0
-        var grad: [Int: [Float]] = [:]
-        let used = neighbours.filter { $0.weight > 0 }
-        var states = used.map(\.state), rows = used.map(\.labelIDs), targets: [Int?] = used.map(\.gold)
-        if let answer { states.append(answer.state); rows.append(answer.labelIDs); targets.append(nil) }
-        var gradients = try model.tailGradients(states, override: o, rows: rows, targets: targets, gradient: gradient)
-        let answerLogits = answer == nil ? nil : gradients.removeLast().logits
-        for (n, g) in zip(used, gradients) {
-            let w = n.weight / total
-            loss += w * g.loss
-            for (l, v) in g.omega {
-                var acc = grad[l] ?? [Float](repeating: 0, count: v.count)
-                for e in v.indices { acc[e] += w * v[e] }
-                grad[l] = acc
-            }
+    /// One test question's NGD: where ω starts, the experts that move per layer, its neighbours,
+    /// and (optionally) the question itself riding along.
+    public struct Problem {
+        public var start: RoutingOverride
+        public var core: [Int: [Int]]
+        public var neighbours: [NGDNeighbor]
+        public var answer: Answer?
+        public init(start: RoutingOverride, core: [Int: [Int]], neighbours: [NGDNeighbor], answer: Answer? = nil) {
+            self.start = start; self.core = core; self.neighbours = neighbours; self.answer = answer
         }
-        return (loss, grad, answerLogits)
+    }
+
+    /// Per problem, the neighbours' kernel-weighted mean loss at its iterate, its gradient (when
+    /// asked) and its answer's label logits (with an `answer`; that row has no loss, so nothing
+    /// flows back from it). Every problem's rows, each under its problem's iterate, are one batch
+    /// of the engine: the weights are streamed once per call for all of them.
+    static func objective(model: RoutedMoEModel, _ iterates: [RoutingOverride], _ problems: [Problem], gradient: Bool = true) throws
+        -> [(loss: Float, gradient: [Int: [Float]], answerLogits: [Float]?)] {
+        var states: [PrefillState] = [], overrides: [RoutingOverride] = [], rows: [[Int]] = [], targets: [Int?] = []
+        var spans: [Range<Int>] = [] // per problem, its rows in the batch (the answer's last)
+        for (p, o) in zip(problems, iterates) {
+            let first = states.count
+            for n in p.neighbours where n.weight > 0 { states.append(n.state); rows.append(n.labelIDs); targets.append(n.gold) }
+            if let a = p.answer { states.append(a.state); rows.append(a.labelIDs); targets.append(nil) }
+            overrides += Array(repeating: o, count: states.count - first)
+            spans.append(first..<states.count)
+        }
+        let gradients = try model.tailGradients(states, overrides: overrides, rows: rows, targets: targets, gradient: gradient)
+        return zip(problems, spans).map { p, span in
+            let total = p.neighbours.reduce(Float(0)) { $0 + $1.weight }
+            var loss: Float = 0
+            var grad: [Int: [Float]] = [:]
+            for (n, g) in zip(p.neighbours.filter { $0.weight > 0 }, gradients[span]) {
+                let w = n.weight / total
+                loss += w * g.loss
+                for (l, v) in g.omega {
+                    var acc = grad[l] ?? [Float](repeating: 0, count: v.count)
+                    for e in v.indices { acc[e] += w * v[e] }
+                    grad[l] = acc
+                }
+            }
+            return (loss, grad, p.answer == nil ? nil : gradients[span.upperBound - 1].logits)
+        }
     }
 
     /// Runs the steps from `start` (the critical layers' weights over all experts). `core` per
     /// layer: the experts that move. Nil when no neighbour carries kernel weight.
     public static func optimise(model: RoutedMoEModel, start: RoutingOverride, core: [Int: [Int]],
                                 neighbours: [NGDNeighbor], parameters p: NGDParameters, answer: Answer? = nil) throws -> Result? {
+        try optimise(model: model, [Problem(start: start, core: core, neighbours: neighbours, answer: answer)], parameters: p)[0]
+    }
+
+    /// Several questions' NGD in lockstep: each problem's steps are its own (the result of each is
+    /// what it would be alone, up to the rounding of products over more rows), but every step is
+    /// one engine batch of all their rows, so the weights are read once per step for all of them.
+    /// Nil for a problem whose neighbours carry no kernel weight.
+    public static func optimise(model: RoutedMoEModel, _ problems: [Problem], parameters p: NGDParameters) throws -> [Result?] {
         try p.validate()
-        let total = neighbours.reduce(Float(0)) { $0 + $1.weight }
-        guard total > 0, total.isFinite else { return nil }
-        // θ per layer over its core experts, and the core mass m.
-        var theta: [Int: [Float]] = [:], mass: [Int: Float] = [:]
-        for (l, w) in start.layers {
-            let c = core[l] ?? []
-            mass[l] = c.reduce(Float(0)) { $0 + w[$1] }
-            theta[l] = c.map { Float(log(Double(max(w[$0], 1e-30)))) }
+        let live = problems.indices.filter { i in
+            let total = problems[i].neighbours.reduce(Float(0)) { $0 + $1.weight }
+            return total > 0 && total.isFinite
         }
+        var results = [Result?](repeating: nil, count: problems.count)
+        guard !live.isEmpty else { return results }
+        var runs = live.map { Run(problems[$0]) }
+        var evaluated = try objective(model: model, runs.map(\.current), runs.map(\.problem))
+        for (i, e) in evaluated.enumerated() { runs[i].start(e) }
+        for step in 0..<p.steps {
+            for i in runs.indices { runs[i].step(learningRate: p.learningRate) }
+            // The last iterate needs only its loss (is it the best?), not a gradient.
+            evaluated = try objective(model: model, runs.map(\.current), runs.map(\.problem), gradient: step < p.steps - 1)
+            for (i, e) in evaluated.enumerated() { runs[i].evaluated(e) }
+        }
+        for (i, r) in zip(live, runs) {
+            results[i] = Result(override: r.best.override, startLoss: r.startLoss, loss: r.best.loss, steps: p.steps, answerLogits: r.answerLogits)
+        }
+        return results
+    }
+
+    /// One problem's iterates: θ per layer over its core experts, and the core mass m.
+    private struct Run {
+        let problem: Problem
+        var theta: [Int: [Float]] = [:], mass: [Int: Float] = [:]
+        var sigma: [Int: [Float]] = [:]
+        var current: RoutingOverride
+        var grad: [Int: [Float]] = [:]
+        var best: (override: RoutingOverride, loss: Float)
+        var startLoss: Float = 0
+        var answerLogits: [Float]?
+
+        init(_ problem: Problem) {
+            self.problem = problem
+            current = problem.start
+            best = (problem.start, .infinity)
+            for (l, w) in problem.start.layers {
+                let c = problem.core[l] ?? []
+                mass[l] = c.reduce(Float(0)) { $0 + w[$1] }
+                theta[l] = c.map { Float(log(Double(max(w[$0], 1e-30)))) }
+            }
+            sigma = Self.shares(theta)
+        }
+
         /// softmax(θ) per layer: the core experts' shares of m.
-        func shares(_ theta: [Int: [Float]]) -> [Int: [Float]] {
+        static func shares(_ theta: [Int: [Float]]) -> [Int: [Float]] {
             theta.mapValues { t in
                 var s = t
                 s.withUnsafeMutableBufferPointer { MatMul.softmax($0.baseAddress!, count: $0.count) }
                 return s
             }
         }
-        func pathway(_ sigma: [Int: [Float]]) -> RoutingOverride {
-            var o = start
+
+        mutating func start(_ e: (loss: Float, gradient: [Int: [Float]], answerLogits: [Float]?)) {
+            startLoss = e.loss; best = (current, e.loss); grad = e.gradient; answerLogits = e.answerLogits
+        }
+
+        mutating func evaluated(_ e: (loss: Float, gradient: [Int: [Float]], answerLogits: [Float]?)) {
+            grad = e.gradient
+            if e.loss < best.loss { best = (current, e.loss); answerLogits = e.answerLogits }
+        }
+
+        /// θ ← θ − η ∂L/∂θ, and the pathway at the new θ.
+        mutating func step(learningRate eta: Float) {
+            for (l, t) in theta {
+                guard let m = mass[l], m > 0, let c = problem.core[l], let g = grad[l], let s = sigma[l] else { continue }
+                let mean = zip(c, s).reduce(Float(0)) { $0 + $1.1 * g[$1.0] }
+                theta[l] = t.indices.map { i in t[i] - eta * m * s[i] * (g[c[i]] - mean) }
+            }
+            sigma = Self.shares(theta)
+            var o = problem.start
             for (l, s) in sigma {
-                guard let m = mass[l], m > 0, let c = core[l], !c.isEmpty else { continue }
+                guard let m = mass[l], m > 0, let c = problem.core[l], !c.isEmpty else { continue }
                 var w = o.layers[l]!
                 for (i, e) in c.enumerated() { w[e] = m * s[i] }
                 o.layers[l] = w
             }
-            return o
+            current = o
         }
-        var current = start
-        var sigma = shares(theta)
-        var (loss, grad, logits) = try objective(model: model, current, neighbours, answer: answer)
-        var best = (override: current, loss: loss)
-        var answerLogits = logits
-        let startLoss = loss
-        var taken = 0
-        for step in 0..<p.steps {
-            for (l, t) in theta {
-                guard let m = mass[l], m > 0, let c = core[l], let g = grad[l], let s = sigma[l] else { continue }
-                let mean = zip(c, s).reduce(Float(0)) { $0 + $1.1 * g[$1.0] }
-                theta[l] = t.indices.map { i in t[i] - p.learningRate * m * s[i] * (g[c[i]] - mean) }
-            }
-            sigma = shares(theta)
-            current = pathway(sigma)
-            // The last iterate needs only its loss (is it the best?), not a gradient.
-            let last = step == p.steps - 1
-            (loss, grad, logits) = try objective(model: model, current, neighbours, gradient: !last, answer: answer)
-            taken += 1
-            if loss < best.loss { best = (current, loss); answerLogits = logits }
-        }
-        return Result(override: best.override, startLoss: startLoss, loss: best.loss, steps: taken, answerLogits: answerLogits)
     }
 }
 

@@ -79,10 +79,11 @@ public protocol RoutedMoEModel: AnyObject {
     /// earlier positions' keys and values, and the residual below that layer, from `state`).
     func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient
 
-    /// `tailGradient` of several prompts under one override, as one batch (each weight read once);
-    /// with `gradient` false only the forward runs (losses and logits, `omega` empty). A nil target
-    /// makes its row logits only: loss 0, `omega` empty, and nothing flows back from it.
-    func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient]
+    /// `tailGradient` of several prompts, each under its own override (all naming the same layers),
+    /// as one batch: each weight is read once, and an expert several rows choose runs once over
+    /// them. With `gradient` false only the forward runs (losses and logits, `omega` empty). A nil
+    /// target makes its row logits only: loss 0, `omega` empty, and nothing flows back from it.
+    func tailGradients(_ states: [PrefillState], overrides: [RoutingOverride], rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient]
 
     /// One step of decoding with a KV cache: `token` appended after `state`'s tokens, every
     /// layer run at the new position only (the earlier positions' keys and values from the
@@ -121,11 +122,16 @@ extension RoutedMoEModel {
     public func tailGradient(_ state: PrefillState, override: RoutingOverride, rows: [Int], target: Int) throws -> TailGradient {
         throw ModelError.input("this model has no tail gradient")
     }
-    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient] {
-        try states.indices.map { i in
+    public func tailGradients(_ states: [PrefillState], overrides: [RoutingOverride], rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient] {
+        guard overrides.count == states.count else { throw ModelError.input("tailGradients: \(states.count) states, \(overrides.count) overrides") }
+        return try states.indices.map { i in
             guard let t = targets[i] else { throw ModelError.input("tailGradients: this model has no logits-only rows") }
-            return try tailGradient(states[i], override: override, rows: rows[i], target: t)
+            return try tailGradient(states[i], override: overrides[i], rows: rows[i], target: t)
         }
+    }
+    /// Every row under one override.
+    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient] {
+        try tailGradients(states, overrides: Array(repeating: override, count: states.count), rows: rows, targets: targets, gradient: gradient)
     }
     public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int]) throws -> [TailGradient] {
         try tailGradients(states, override: override, rows: rows, targets: targets, gradient: true)

@@ -9,8 +9,9 @@ import Foundation
 // lowest overridden layer, the loss is a function of one token's path through the remaining
 // layers, the final norm and the label rows of the LM head. The forward below keeps what the
 // backward needs (a tape per layer); the backward is derived by hand, operation by operation.
-// Several prompts (a test question's neighbours) run as the rows of one batch: every weight is
-// read once per batch, and in an overridden layer every row chooses the same experts.
+// Several prompts (a test question's neighbours, or the neighbours of several test questions)
+// run as the rows of one batch, each row under its own override: every weight is read once per
+// batch, and an expert that several rows choose runs once over all of them.
 
 /// The cross-entropy of one prompt's label logits at the last position under an override, and
 /// its gradient with respect to the override's weights.
@@ -88,8 +89,8 @@ extension MoEDecoderModel {
         var distributions: [[Float]]
         /// Per row, the chosen experts and their mixing weights.
         var routing: [[(expert: Int, weight: Float)]]
-        /// Σω of an overridden layer (nil: the router is live and its softmax is differentiated).
-        var omegaSum: Float?
+        /// Per row, Σω of an overridden layer (nil: the router is live and its softmax is differentiated).
+        var omegaSums: [Float]?
         /// The shared expert over every row, its gates σ(z) (Qwen2-MoE) or 1.
         var shared: ExpertGroup?
         var sharedGated = false
@@ -118,11 +119,18 @@ extension MoEDecoderModel {
         try tailGradients([state], override: override, rows: [rows], targets: [target], gradient: true)[0]
     }
 
-    public func tailGradients(_ states: [PrefillState], override: RoutingOverride, rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient] {
-        try check(override)
-        guard let fromLayer = override.firstLayer else { throw ModelError.override("tailGradient: the override names no layer") }
-        guard rows.count == states.count, targets.count == states.count else {
-            throw ModelError.input("tailGradient: \(states.count) states, \(rows.count) row sets, \(targets.count) targets")
+    public func tailGradients(_ states: [PrefillState], overrides: [RoutingOverride], rows: [[Int]], targets: [Int?], gradient: Bool) throws -> [TailGradient] {
+        guard rows.count == states.count, targets.count == states.count, overrides.count == states.count else {
+            throw ModelError.input("tailGradient: \(states.count) states, \(overrides.count) overrides, \(rows.count) row sets, \(targets.count) targets")
+        }
+        guard let first = overrides.first else { return [] }
+        guard let fromLayer = first.firstLayer else { throw ModelError.override("tailGradient: the override names no layer") }
+        let overridden = Set(first.layers.keys)
+        for o in overrides {
+            try check(o)
+            guard Set(o.layers.keys) == overridden else {
+                throw ModelError.override("tailGradient: the rows' overrides name different layers (\(overridden.sorted()) and \(o.layers.keys.sorted()))")
+            }
         }
         var sts: [DecoderPrefillState] = []
         for (i, state) in states.enumerated() {
@@ -144,14 +152,14 @@ extension MoEDecoderModel {
             var x = sts.flatMap { $0.lastInputs[fromLayer] } // [m, hidden]
             var tapes: [LayerTape] = []
             let lowest = StageProfile.shared.time("grad.forward") {
-                lowestLayer(fromLayer, x, states: sts, weights: override.layers[fromLayer]!, pool: pool)
+                lowestLayer(fromLayer, x, states: sts, weights: overrides.map { $0.layers[fromLayer]! }, pool: pool)
             }
             x = lowest.x1
             addOutput(lowest.ffn, into: &x)
             for l in (fromLayer + 1)..<max(fromLayer + 1, layerCount) {
                 let tape = StageProfile.shared.time("grad.forward") {
                     forwardTape(l, x, positions: positions, cachedKeys: sts.map { $0.keys[l] }, cachedValues: sts.map { $0.values[l] },
-                                weights: override.layers[l], pool: pool)
+                                weights: overridden.contains(l) ? overrides.map { $0.layers[l]! } : nil, pool: pool)
                 }
                 x = tape.x1
                 addOutput(tape.ffn, into: &x)
@@ -262,9 +270,9 @@ extension MoEDecoderModel {
     }
 
     /// Layer `l` at each row's last position `positions[r]` (as `onePosition`), keeping the tape;
-    /// `weights` the override of this layer (nil: the router's own routing).
+    /// `weights` per row the override of this layer (nil: the router's own routing).
     private func forwardTape(_ l: Int, _ xIn: [Float], positions: [Int], cachedKeys: [[Float]], cachedValues: [[Float]],
-                             weights: [Float]?, pool: ScratchPool) -> LayerTape {
+                             weights: [[Float]]?, pool: ScratchPool) -> LayerTape {
         let layer = layers[l], s = spec, h = s.hidden, d = s.headDim, m = positions.count
         var laps = StageProfile.Laps(StageProfile.shared)
         var a = [Float](repeating: 0, count: m * h) // [m, hidden]
@@ -321,12 +329,12 @@ extension MoEDecoderModel {
         switch layer.ffn {
         case .dense(let mlp):
             ffn = FeedForwardTape(groups: [groupForward(mlp.experts[0], expert: 0, entries: everyRow, gates: Array(repeating: 1, count: m), b)],
-                                  distributions: [], routing: Array(repeating: [(0, 1)], count: m), omegaSum: nil)
+                                  distributions: [], routing: Array(repeating: [(0, 1)], count: m), omegaSums: nil)
         case .moe(let block):
-            var dists: [[Float]], omegaSum: Float?
+            var dists: [[Float]], omegaSums: [Float]?
             if let w = weights {
-                dists = Array(repeating: TopKRouter.normalizedOverride(w), count: m)
-                omegaSum = w.reduce(0, +)
+                dists = w.map(TopKRouter.normalizedOverride)
+                omegaSums = w.map { $0.reduce(0, +) }
             } else {
                 var logits = [Float](repeating: 0, count: m * s.experts) // [m, experts]
                 linear(b, rows: m, weight: block.router, into: &logits, pool: pool)
@@ -337,7 +345,7 @@ extension MoEDecoderModel {
                 }
             }
             let routing = dists.map { d in d.withUnsafeBufferPointer { router.select($0.baseAddress!) } }
-            ffn = FeedForwardTape(groups: routedGroups(block.experts, routing, b, pool: pool), distributions: dists, routing: routing, omegaSum: omegaSum)
+            ffn = FeedForwardTape(groups: routedGroups(block.experts, routing, b, pool: pool), distributions: dists, routing: routing, omegaSums: omegaSums)
             if let shared = block.shared {
                 var gates = [Float](repeating: 1, count: m)
                 if let g = block.sharedGate {
@@ -354,23 +362,23 @@ extension MoEDecoderModel {
     }
 
     /// The lowest overridden layer of each row, from the state's memo: attention and the experts'
-    /// outputs once per prompt, only the routing of `weights` per call.
-    private func lowestLayer(_ l: Int, _ xIn: [Float], states: [DecoderPrefillState], weights: [Float], pool: ScratchPool)
+    /// outputs once per prompt, only the routing of `weights` (per row) per call.
+    private func lowestLayer(_ l: Int, _ xIn: [Float], states: [DecoderPrefillState], weights: [[Float]], pool: ScratchPool)
         -> (x1: [Float], ffn: FeedForwardTape) {
         guard case .moe(let block) = layers[l].ffn else { preconditionFailure("an overridden layer is routed (check)") }
         let h = spec.hidden, m = states.count
-        let dist = TopKRouter.normalizedOverride(weights)
-        let chosen = dist.withUnsafeBufferPointer { router.select($0.baseAddress!) }
+        let dists = weights.map(TopKRouter.normalizedOverride)
+        let chosen = dists.map { d in d.withUnsafeBufferPointer { router.select($0.baseAddress!) } } // per row
         var x1 = [Float](), groups: [ExpertGroup] = []
         var shared: ExpertGroup?
-        var entries: [Int: [(row: Int, slot: Int)]] = [:]
-        for r in 0..<m { for (slot, c) in chosen.enumerated() { entries[c.expert, default: []].append((r, slot)) } }
+        var entries: [Int: [(row: Int, slot: Int)]] = [:] // expert → its rows, in row order
+        for r in 0..<m { for (slot, c) in chosen[r].enumerated() { entries[c.expert, default: []].append((r, slot)) } }
         // Rows without a memo yet: their attention and chosen experts as one batch (each weight read once).
         let missing = (0..<m).filter { states[$0].memo.existing(l) == nil }
         if !missing.isEmpty {
             let tape = forwardTape(l, missing.flatMap { xIn[($0 * h)..<(($0 + 1) * h)] }, positions: missing.map { states[$0].tokens.count - 1 },
                                    cachedKeys: missing.map { states[$0].keys[l] }, cachedValues: missing.map { states[$0].values[l] },
-                                   weights: weights, pool: pool)
+                                   weights: missing.map { weights[$0] }, pool: pool)
             func row(_ a: [Float], _ i: Int) -> [Float] { Array(a[(i * h)..<((i + 1) * h)]) }
             for (i, r) in missing.enumerated() {
                 let x = LowestLayerMemo.Layer()
@@ -384,7 +392,7 @@ extension MoEDecoderModel {
         let memos = states.map { $0.memo.existing(l)! }
         // Experts chosen since a row's memo was made: per expert, its rows as one batch.
         var need: [Int: [Int]] = [:] // expert → rows
-        for (r, memo) in memos.enumerated() { for c in chosen where memo.outs[c.expert] == nil { need[c.expert, default: []].append(r) } }
+        for (r, memo) in memos.enumerated() { for c in chosen[r] where memo.outs[c.expert] == nil { need[c.expert, default: []].append(r) } }
         if !need.isEmpty {
             let experts = need.keys.sorted()
             var made = [[Float]](repeating: [], count: experts.count) // per expert [rows, hidden]
@@ -400,22 +408,20 @@ extension MoEDecoderModel {
                 for (j, r) in need[e]!.enumerated() { memos[r].outs[e] = Array(made[i][(j * h)..<((j + 1) * h)]) }
             }
         }
-        var outs: [Int: [Float]] = [:] // expert → [m, hidden]
         var sharedOut: [Float] = [], sharedGates: [Float] = []
         for memo in memos {
             x1 += memo.x1
-            for c in chosen { outs[c.expert, default: []] += memo.outs[c.expert]! }
             if let s = memo.shared { sharedOut += s; sharedGates.append(memo.sharedGate) }
         }
         for e in entries.keys.sorted() {
-            groups.append(ExpertGroup(expert: e, entries: entries[e]!, gates: entries[e]!.map { chosen[$0.slot].weight },
-                                      preGate: [], up: [], out: outs[e]!))
+            let rows = entries[e]!
+            groups.append(ExpertGroup(expert: e, entries: rows, gates: rows.map { chosen[$0.row][$0.slot].weight },
+                                      preGate: [], up: [], out: rows.flatMap { memos[$0.row].outs[e]! })) // [rows, hidden]
         }
         if !sharedOut.isEmpty {
             shared = ExpertGroup(expert: 0, entries: (0..<m).map { ($0, 0) }, gates: sharedGates, preGate: [], up: [], out: sharedOut)
         }
-        var ffn = FeedForwardTape(groups: groups, distributions: Array(repeating: dist, count: m), routing: Array(repeating: chosen, count: m),
-                                  omegaSum: weights.reduce(0, +))
+        var ffn = FeedForwardTape(groups: groups, distributions: dists, routing: chosen, omegaSums: weights.map { $0.reduce(0, +) })
         ffn.shared = shared
         return (x1, ffn)
     }
@@ -437,7 +443,7 @@ extension MoEDecoderModel {
 
     /// ∂loss/∂ω per row of an overridden layer (dist = ω / Σω) from ∂loss/∂(mixing weight) [m][k].
     private func omegaGradients(_ f: FeedForwardTape, _ dGate: [[Float]]) -> [[Float]] {
-        (0..<f.routing.count).map { r in distributionGradient(f.distributions[r], f.routing[r], dGate[r]).map { $0 / f.omegaSum! } }
+        (0..<f.routing.count).map { r in distributionGradient(f.distributions[r], f.routing[r], dGate[r]).map { $0 / f.omegaSums![r] } }
     }
 
     /// ∂loss/∂(distribution top-k was taken from), minus its mean under the distribution:
@@ -523,7 +529,7 @@ extension MoEDecoderModel {
             for (i, entry) in g.entries.enumerated() { dGate[entry.row][entry.slot] = part!.1[i] }
         }
         if case .moe(let block) = layer.ffn {
-            if t.ffn.omegaSum != nil {
+            if t.ffn.omegaSums != nil {
                 dOmega = omegaGradients(t.ffn, dGate)
             } else {
                 // dist = softmax(router · b): ∂/∂logits = dist ⊙ (dDist − dist·dDist).

@@ -93,8 +93,9 @@ const char *c3po_path_name(int path) {
     return path >= 0 && path < C3PO_PATH_COUNT ? names[path] : NULL;
 }
 
-// Per-thread scratch: a few slots, each grown to the largest request seen.
-#define SCRATCH_SLOTS 4
+// Per-thread scratch: a few slots, each grown to the largest request seen (0-3 the products'
+// packed operands, 4 the transposed product's staged rows).
+#define SCRATCH_SLOTS 5
 static __thread void *scratch_ptr[SCRATCH_SLOTS];
 static __thread size_t scratch_size[SCRATCH_SLOTS];
 static pthread_key_t scratch_key;

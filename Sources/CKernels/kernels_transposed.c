@@ -36,52 +36,62 @@ static inline T512 __m512 load_w(const void *w, int dtype, long r, long c, __mma
     }
 }
 
-// Tokens in blocks of 4 and weight rows in blocks of 4: the 16 dy values of a block are
-// broadcast once into registers (loop invariants the compiler cannot hoist itself, since dx
-// may alias dy), then each 16-column chunk of the 4 widened weight rows updates 4 dx rows.
+// Weight rows in blocks of 8, each 16-column chunk of them widened once and used by every token
+// (the weight is read once whatever m is): dx[i, c..c+16) += Σ_r dy[i, j + r] · W[j + r, c..c+16),
+// dy broadcast from memory. dx (m × k floats) stays in L1 or L2 while the weight streams by; the
+// next block's rows are fetched while this one computes (one line per 64 bytes of row), so that
+// memory latency overlaps the arithmetic.
+#define T_ROWS 8
 static T512 void linear_t_avx512(const float *restrict dy, long lddy, const void *restrict w, int dtype, long ldw,
-                                 float *restrict dx, long lddx, long m, long n, long k) {
+                                 float *restrict dxOut, long lddxOut, long m, long n, long k) {
     const long esize = dtype == C3PO_DTYPE_F32 ? 4 : 2;
-    for (long i0 = 0; i0 < m; i0 += 4) {
-        long mt = m - i0 < 4 ? m - i0 : 4;
-        long j = 0;
-        for (; j + 4 <= n; j += 4) {
-            __m512 a[4][4];
-            for (long q = 0; q < 4; q++)
-                for (int jj = 0; jj < 4; jj++) a[q][jj] = _mm512_set1_ps(q < mt ? dy[(i0 + q) * lddy + j + jj] : 0.0f);
-            // The next block's four rows are fetched while this one computes (one line per 64
-            // bytes of row), so that memory latency overlaps the arithmetic.
-            const char *next = (const char *)w + (j + 4 < n ? (j + 4) * ldw : j * ldw) * esize;
-            for (long c = 0; c < k; c += 16) {
-                __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
-                if (((c * esize) & 63) == 0)
-                    for (int r = 0; r < 4; r++) _mm_prefetch(next + (r * ldw + c) * esize, _MM_HINT_T0);
-                __m512 w0 = load_w(w, dtype, j * ldw, c, mk), w1 = load_w(w, dtype, (j + 1) * ldw, c, mk);
-                __m512 w2 = load_w(w, dtype, (j + 2) * ldw, c, mk), w3 = load_w(w, dtype, (j + 3) * ldw, c, mk);
-                for (long q = 0; q < mt; q++) {
-                    float *d = dx + (i0 + q) * lddx + c;
-                    __m512 acc = _mm512_maskz_loadu_ps(mk, d);
-                    acc = _mm512_fmadd_ps(a[q][0], w0, acc);
-                    acc = _mm512_fmadd_ps(a[q][1], w1, acc);
-                    acc = _mm512_fmadd_ps(a[q][2], w2, acc);
-                    acc = _mm512_fmadd_ps(a[q][3], w3, acc);
-                    _mm512_mask_storeu_ps(d, mk, acc);
+    // dx rows a multiple of 1 KiB apart (k = 512 or 1024 floats, the usual cases) make a token's
+    // load of dx alias an earlier token's store in the low 12 address bits, and the loads wait
+    // for the stores ("4K aliasing": 2x slower at 12-24 tokens). Such rows are accumulated in
+    // scratch rows one cache line longer, and copied back at the end.
+    float *restrict dx = dxOut;
+    long lddx = lddxOut;
+    int staged = m > 1 && ((lddxOut * 4) & 1023) == 0;
+    if (staged) {
+        lddx = ((k + 15) & ~15L) + 16;
+        dx = c3po_scratch(4, sizeof(float) * (size_t)(m * lddx));
+        for (long q = 0; q < m; q++) memcpy(dx + q * lddx, dxOut + q * lddxOut, sizeof(float) * (size_t)k);
+    }
+    long j = 0;
+    for (; j + T_ROWS <= n; j += T_ROWS) {
+        const char *next = (const char *)w + (j + T_ROWS < n ? (j + T_ROWS) * ldw : j * ldw) * esize;
+        const float *a = dy + j;
+        for (long c = 0; c < k; c += 16) {
+            __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
+            if (((c * esize) & 63) == 0)
+                for (int r = 0; r < T_ROWS; r++) _mm_prefetch(next + (r * ldw + c) * esize, _MM_HINT_T0);
+            __m512 wv[T_ROWS];
+            for (int r = 0; r < T_ROWS; r++) wv[r] = load_w(w, dtype, (j + r) * ldw, c, mk);
+            for (long q = 0; q < m; q++) {
+                float *d = dx + q * lddx + c;
+                const float *aq = a + q * lddy;
+                // Two chains of four, added at the end: half the latency of one chain of eight.
+                __m512 acc0 = _mm512_maskz_loadu_ps(mk, d), acc1 = _mm512_setzero_ps();
+                for (int r = 0; r < T_ROWS; r += 2) {
+                    acc0 = _mm512_fmadd_ps(_mm512_set1_ps(aq[r]), wv[r], acc0);
+                    acc1 = _mm512_fmadd_ps(_mm512_set1_ps(aq[r + 1]), wv[r + 1], acc1);
                 }
-            }
-        }
-        for (; j < n; j++) {
-            __m512 a[4];
-            for (long q = 0; q < 4; q++) a[q] = _mm512_set1_ps(q < mt ? dy[(i0 + q) * lddy + j] : 0.0f);
-            for (long c = 0; c < k; c += 16) {
-                __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
-                __m512 w0 = load_w(w, dtype, j * ldw, c, mk);
-                for (long q = 0; q < mt; q++) {
-                    float *d = dx + (i0 + q) * lddx + c;
-                    _mm512_mask_storeu_ps(d, mk, _mm512_fmadd_ps(a[q], w0, _mm512_maskz_loadu_ps(mk, d)));
-                }
+                _mm512_mask_storeu_ps(d, mk, _mm512_add_ps(acc0, acc1));
             }
         }
     }
+    for (; j < n; j++) {
+        for (long c = 0; c < k; c += 16) {
+            __mmask16 mk = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
+            __m512 w0 = load_w(w, dtype, j * ldw, c, mk);
+            for (long q = 0; q < m; q++) {
+                float *d = dx + q * lddx + c;
+                _mm512_mask_storeu_ps(d, mk, _mm512_fmadd_ps(_mm512_set1_ps(dy[q * lddy + j]), w0, _mm512_maskz_loadu_ps(mk, d)));
+            }
+        }
+    }
+    if (staged)
+        for (long q = 0; q < m; q++) memcpy(dxOut + q * lddxOut, dx + q * lddx, sizeof(float) * (size_t)k);
 }
 
 #define T256 __attribute__((target("avx2,fma,f16c")))

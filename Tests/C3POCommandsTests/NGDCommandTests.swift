@@ -34,6 +34,17 @@ final class NGDCommandTests: PIQAWorkspaceCase {
             XCTAssertEqual(r["method"] as? String, "ngd")
         }
         XCTAssertGreaterThan(moved, ngd.filter { $0["skipped"] == nil }.count / 2, "the steps lower the neighbours' loss for most questions")
+        // Questions stepped together (--ngd-batch, the default 8 above) answer as one at a time, in
+        // the same order, with the same losses up to the rounding of products over more rows.
+        for batch in ["1", "5"] {
+            let other = try run(["--method", "ngd", "--ngd-init", "own", "--ngd-lr", "30", "--ngd-batch", batch], out: "ngd-\(batch).jsonl")
+            XCTAssertEqual(other.map { $0["id"] as? String }, ngd.map { $0["id"] as? String }, "--ngd-batch \(batch)")
+            XCTAssertEqual(other.map { $0["c3po_answer"] as? String }, ngd.map { $0["c3po_answer"] as? String }, "--ngd-batch \(batch)")
+            for (a, b) in zip(other, ngd) where b["skipped"] == nil {
+                let la = try XCTUnwrap(a["ngd_loss"] as? [Double]), lb = try XCTUnwrap(b["ngd_loss"] as? [Double])
+                for (x, y) in zip(la, lb) { XCTAssertEqual(x, y, accuracy: 1e-4 * max(1, abs(y)), "--ngd-batch \(batch): \(a["id"] ?? "")") }
+            }
+        }
         let zero = try run(["--method", "ngd", "--ngd-steps", "0"], out: "zero.jsonl")
         let kernel = try run(["--method", "kernel"], out: "kernel.jsonl")
         XCTAssertEqual(zero.map { $0["c3po_answer"] as? String }, kernel.map { $0["c3po_answer"] as? String },
@@ -107,7 +118,7 @@ final class NGDCommandTests: PIQAWorkspaceCase {
 
     func testOptionsAreValidated() throws {
         for (args, message) in [(["--ngd-lr", "0"], "--ngd-lr must be positive"), (["--ngd-steps=-1"], "--ngd-steps must not be negative"),
-                                (["--state-cache-mb=-5"], "--state-cache-mb must not be negative")] {
+                                (["--state-cache-mb=-5"], "--state-cache-mb must not be negative"), (["--ngd-batch", "0"], "--ngd-batch must be at least 1")] {
             let r = try Binaries.run("c3po-apply", ["--index", path("idx"), "--model", Self.model, "--test", path("test.jsonl"), "--method", "ngd"] + args)
             XCTAssertEqual(r.status, 64, r.stderr)
             XCTAssertTrue(r.stderr.contains(message), r.stderr)

@@ -230,6 +230,70 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// dx (+)= dy · W on every path against double precision: weight rows not a multiple of the
+    /// kernel's 8, tokens 1 to 24, and dx rows a multiple of 1 KiB apart (staged in padded rows
+    /// against 4K aliasing) or not, written only within their k columns.
+    func testTransposedProductOnEveryPathAgainstDoublePrecision() {
+        let shapes: [(m: Int, n: Int, k: Int, lddx: Int)] = [
+            (1, 9, 33, 33), (3, 64, 256, 256), (4, 19, 512, 512), (5, 8, 100, 256), (12, 37, 1024, 1024),
+            (24, 16, 250, 256), (7, 70, 48, 50),
+        ]
+        for path in KernelPath.allCases where path.isSupported {
+            for dtype in [WeightDType.f32, .bf16, .f16] {
+                for (i, s) in shapes.enumerated() {
+                    var rng = Rng(s: UInt64(100 + i))
+                    let dy = (0..<(s.m * s.n)).map { _ in rng.next() }
+                    let wBytes = Self.store((0..<(s.n * s.k)).map { _ in rng.next() }, as: dtype)
+                    for accumulate in [false, true] {
+                        let dx0 = (0..<(s.m * s.lddx)).map { _ in rng.next() }
+                        var dx = dx0
+                        wBytes.withUnsafeBytes { wb in
+                            MatMul.linearTransposed(dy, lddy: s.n, weight: wb.baseAddress!, dtype: dtype, ldw: s.k, into: &dx, lddx: s.lddx,
+                                                    m: s.m, n: s.n, k: s.k, accumulate: accumulate, path: path)
+                        }
+                        for q in 0..<s.m {
+                            for c in 0..<s.lddx {
+                                let got = Double(dx[q * s.lddx + c])
+                                guard c < s.k else { XCTAssertEqual(got, Double(dx0[q * s.lddx + c]), "\(path) wrote past column k"); continue }
+                                var sum = accumulate ? Double(dx0[q * s.lddx + c]) : 0, mag = abs(sum)
+                                for j in 0..<s.n { let p = Double(dy[q * s.n + j]) * Self.stored(wBytes, j * s.k + c, dtype); sum += p; mag += abs(p) }
+                                XCTAssertLessThanOrEqual(abs(got - sum), 2e-6 * mag + 1e-30, "\(path) \(dtype) m=\(s.m) n=\(s.n) k=\(s.k) dx[\(q), \(c)]")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `linearsTransposed` splits dx's columns over tasks (512 a task below 8 rows, 128 from 8):
+    /// both regimes, over 1-3 workers, against double precision, and the same bits whatever the
+    /// workers' count.
+    func testSummedGradientOfSeveralProductsInBothRegimes() {
+        let k = 1024, widths = [256, 64, 72]
+        var rng = Rng(s: 21)
+        let stored = widths.map { n in Self.store((0..<(n * k)).map { _ in rng.next() }, as: .bf16) }
+        for m in [3, 12] {
+            let dys = widths.map { n in (0..<(m * n)).map { _ in rng.next() } }
+            var results: [[Float]] = []
+            for threads in [1, 2, 3] {
+                var dx = [Float](repeating: 0.5, count: m * k), dyCopy = dys
+                withPointers(stored, &dyCopy) { wp, dp in
+                    let products = widths.indices.map { MatMul.Product(weight: wp[$0], dtype: .bf16, outFeatures: widths[$0], data: dp[$0]) }
+                    dx.withUnsafeMutableBufferPointer { MatMul.linearsTransposed(products, rows: m, inFeatures: k, into: $0.baseAddress!, accumulate: true, threads: threads) }
+                }
+                results.append(dx)
+            }
+            XCTAssertEqual(results[0], results[1], "m=\(m): one worker and two give the same bits")
+            XCTAssertEqual(results[0], results[2], "m=\(m): one worker and three give the same bits")
+            for i in 0..<m { for c in stride(from: 0, to: k, by: 7) {
+                var s = 0.5, mag = 0.5
+                for (p, n) in widths.enumerated() { for j in 0..<n { let v = Double(dys[p][i * n + j]) * Self.stored(stored[p], j * k + c, .bf16); s += v; mag += abs(v) } }
+                XCTAssertLessThanOrEqual(abs(Double(results[1][i * k + c]) - s), 2e-6 * mag, "m=\(m): dx[\(i), \(c)]")
+            } }
+        }
+    }
+
     /// Raw pointers to each stored weight and each output buffer, for the body's duration.
     private func withPointers(_ stored: [[UInt8]], _ outs: inout [[Float]], _ body: ([UnsafeRawPointer], [UnsafeMutablePointer<Float>]) -> Void) {
         let w = stored.map { s -> UnsafeMutableRawPointer in

@@ -68,6 +68,42 @@ final class NeighbourhoodGradientTests: XCTestCase {
         }
     }
 
+    /// Several questions' steps in lockstep (one engine batch per step, each question under its
+    /// own iterate): every result is what the question gets alone, and a question whose
+    /// neighbours carry no kernel weight gets nil without disturbing the others.
+    func testQuestionsSteppedTogetherGetTheirOwnResults() throws {
+        let (model, neighbours, _) = try fixture()
+        let layers = Array(1..<model.layerCount), rows = [5, 17, 42, 99]
+        let p = NGDParameters(steps: 4, learningRate: 30, start: .own)
+        var problems: [NeighbourhoodGradient.Problem] = []
+        for (i, text) in ["A test question?\nAnswer:", "Another one, longer than the first?\nAnswer:", "Third.\nAnswer:"].enumerated() {
+            let test = try model.prefill(try model.encode(text), override: nil)
+            let start = RoutingOverride.identity(pathway: test.routerProbs, layers: layers)
+            let core = Dictionary(uniqueKeysWithValues: layers.map { ($0, CoreExperts.select(test.routerProbs[$0], count: 3 + i)) })
+            // Each question its own neighbours (a subset, weights of its own).
+            let own = neighbours.enumerated().filter { $0.offset != i }.map { var n = $0.element; n.weight *= Float(i + 1); return n }
+            problems.append(.init(start: start, core: core, neighbours: own, answer: .init(state: test, labelIDs: rows)))
+        }
+        var weightless = problems[0]
+        weightless.neighbours = weightless.neighbours.map { var n = $0; n.weight = 0; return n }
+        let together = try NeighbourhoodGradient.optimise(model: model, problems + [weightless], parameters: p)
+        XCTAssertEqual(together.count, 4)
+        XCTAssertNil(together[3], "no neighbour with kernel weight")
+        for (i, problem) in problems.enumerated() {
+            let alone = try XCTUnwrap(NeighbourhoodGradient.optimise(model: model, start: problem.start, core: problem.core,
+                                                                     neighbours: problem.neighbours, parameters: p, answer: problem.answer))
+            let r = try XCTUnwrap(together[i])
+            XCTAssertEqual(r.steps, alone.steps)
+            XCTAssertEqual(r.loss, alone.loss, accuracy: 1e-5 * max(1, abs(alone.loss)), "question \(i)")
+            XCTAssertEqual(r.startLoss, alone.startLoss, accuracy: 1e-5 * max(1, abs(alone.startLoss)), "question \(i)")
+            XCTAssertLessThan(r.loss, r.startLoss, "question \(i) moved")
+            for (l, w) in alone.override.layers {
+                for (a, b) in zip(try XCTUnwrap(r.override.layers[l]), w) { XCTAssertEqual(a, b, accuracy: 1e-4, "question \(i) layer \(l)") }
+            }
+            for (a, b) in zip(try XCTUnwrap(r.answerLogits), try XCTUnwrap(alone.answerLogits)) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b))) }
+        }
+    }
+
     func testAStepLowersTheLossByItsFirstOrderTerm() throws {
         let (model, neighbours, sample) = try fixture()
         let layers = [model.layerCount - 1]

@@ -112,6 +112,32 @@ final class TailGradientTests: XCTestCase {
         XCTAssertTrue(extra.omega.isEmpty, "\(folder): a logits-only row has no gradient")
         let tail2 = try model.reevaluateTail(states[0], fromLayer: second.critical_layers.min()!, override: o2, rows: first.label_ids)
         for (a, b) in zip(extra.logits, tail2) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), "\(folder): logits-only row") }
+        // Rows under overrides of their own (several test questions' neighbours in one batch):
+        // each row equals its own call under its override; overrides naming other layers are refused.
+        let mixed = golden.cases.filter { Set($0.critical_layers) == Set(first.critical_layers) }
+        if mixed.count >= 2 {
+            let overrides = mixed.map { c in RoutingOverride(layers: Dictionary(uniqueKeysWithValues: c.omega.map { (Int($0.key)!, $0.value) })) }
+            let sts = try mixed.map { try model.prefill($0.ids, override: nil) }
+            let rowsOwn = mixed.map(\.label_ids)
+            let together = try model.tailGradients(sts + [sts[0]], overrides: overrides + [overrides[1]], rows: rowsOwn + [rowsOwn[0]],
+                                                   targets: mixed.map(\.target) + [mixed[0].target], gradient: true)
+            for (i, c) in (mixed + [mixed[0]]).enumerated() {
+                let o = i < mixed.count ? overrides[i] : overrides[1]
+                let alone = try model.tailGradient(sts[i < mixed.count ? i : 0], override: o, rows: c.label_ids, target: c.target)
+                XCTAssertEqual(together[i].loss, alone.loss, accuracy: 1e-5 * max(1, abs(alone.loss)), "\(folder) own-override row \(i)")
+                for (l, b) in alone.omega {
+                    XCTAssertLessThanOrEqual(Self.norm(zip(together[i].omega[l]!, b).map { $0 - $1 }), 1e-4 * Self.norm(b) + 1e-7, "\(folder) own-override row \(i) layer \(l)")
+                }
+            }
+        }
+        var fewer = o
+        fewer.layers[first.critical_layers.max()!] = nil
+        if !fewer.layers.isEmpty {
+            XCTAssertThrowsError(try model.tailGradients([states[0], states[1]], overrides: [o, fewer], rows: [first.label_ids, first.label_ids],
+                                                         targets: [0, 0], gradient: true)) {
+                XCTAssertTrue("\($0)".contains("name different layers"), "\($0)")
+            }
+        }
         print("\(folder)\(asF32 ? " (as f32)" : ""): \(golden.cases.count) cases, worst relative error of ∂loss/∂ω \(worst), worst |Δ| label logit \(worstLogit)")
         XCTAssertLessThanOrEqual(worstLogit, 1e-3, "\(folder): label logits against torch")
     }
