@@ -55,9 +55,9 @@ one token of DIR/tokenizer.json, else 4 fixed ids below the vocabulary size. For
 use_cache=False and, unless --all-logits, logits_to_keep=1 (only the last position's logits are computed,
 as Scripts/bench-moe does; this favours the published procedure, whose loss only needs that row).
 
-Timing: one warm-up of each, then the median of --repeats of (a) forward only under torch.no_grad(), with
+Timing: one warm-up of each, then the medians of --repeats of (a) forward only under torch.no_grad(), with
 omega applied (the final test-prompt pass), and (b) forward + loss + backward, omega.grad zeroed each
-time; time.perf_counter. The "cpu" field is the model name from /proc/cpuinfo.
+time, the two interleaved; time.perf_counter. The "cpu" field is the model name from /proc/cpuinfo.
 """
 import argparse
 import contextlib
@@ -148,15 +148,6 @@ def load(model_dir, dtype, attn, experts=None, threads=2):
     return model
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def measure(model_dir, tokens=100, steps=10, k=3, critical_layers=5, repeats=3, threads=2, dtype="bfloat16",
             attn="sdpa", experts=None, all_logits=False):
     """Times one forward (no_grad) and one forward+backward to omega of a `tokens`-long prompt; returns
@@ -205,8 +196,14 @@ def measure(model_dir, tokens=100, steps=10, k=3, critical_layers=5, repeats=3, 
         override.update(omega)
         assert not torch.equal(out, plain), "the override does not change the logits"
 
-        forward_s = median_time(forward, repeats)
-        forward_backward_s = median_time(forward_backward, repeats)
+        # Interleaved, so that the VM's slower and faster minutes hit both alike.
+        f_times, fb_times = [], []
+        for _ in range(repeats):
+            for fn, times in ((forward, f_times), (forward_backward, fb_times)):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        forward_s, forward_backward_s = statistics.median(f_times), statistics.median(fb_times)
 
     per_question_s = steps * k * forward_backward_s + forward_s
     return {"torch": torch.__version__, "transformers": transformers.__version__, "threads": threads,

@@ -676,7 +676,7 @@ public final class C3PORunner {
                     return restored
                 }
                 prefilledStates += 1
-                return try model.prefill(tokens, override: nil).keepingTail(from: fromLayer)
+                return try model.prefillTail(tokens, fromLayer: fromLayer)
             }
             guard let state else { continue }
             out.append(NGDNeighbor(state: state, labelIDs: ids, gold: g, weight: options.kernel.weight(similarity: h.similarity, bandwidth: bandwidth)))

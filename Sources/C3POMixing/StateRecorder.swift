@@ -17,7 +17,7 @@ public struct PrefillStateRecorder: IndexStateRecorder {
         guard let prompt = r.prompt else { return nil }
         let tokens = try model.encode(prompt)
         guard !tokens.isEmpty, tokens.count <= model.maxContext else { return nil }
-        return try model.snapshot(try model.prefill(tokens, override: nil), fromLayer: fromLayer)
+        return try model.snapshot(try model.prefillTail(tokens, fromLayer: fromLayer), fromLayer: fromLayer)
     }
 
     public func writeStates(of records: [ReferenceRecord], fromLayer: Int, into folder: URL) throws -> IndexManifest.States {

@@ -224,6 +224,19 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
     /// Full prefill: the last position's logits and routing, and the cached state of every
     /// layer that tail re-evaluation starts from.
     public func prefill(_ tokens: [Int], override: RoutingOverride?) throws -> PrefillState {
+        try prefill(tokens, override: override, tailFrom: nil)
+    }
+
+    /// Only what tail work from `fromLayer` up needs (a neighbour's state for NGD, `--cache-states`):
+    /// the last layer stops after its keys and values (its attention output and feed-forward block
+    /// feed nothing but the logits, which the tail computes itself), no LM head, and the layers below
+    /// `fromLayer` are dropped. Its logits and routing are empty, as a restored state's.
+    public func prefillTail(_ tokens: [Int], fromLayer: Int) throws -> PrefillState {
+        guard (0..<layerCount).contains(fromLayer) else { throw ModelError.input("prefillTail: from layer \(fromLayer) outside 0..<\(layerCount)") }
+        return try prefill(tokens, override: nil, tailFrom: fromLayer)
+    }
+
+    private func prefill(_ tokens: [Int], override: RoutingOverride?, tailFrom: Int?) throws -> PrefillState {
         let t = tokens.count
         guard t > 0 else { throw ModelError.input("empty prompt") }
         guard t <= maxContext else { throw ModelError.input("prompt of \(t) tokens exceeds max_position_embeddings \(maxContext)") }
@@ -248,6 +261,7 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
                 var k = [Float](repeating: 0, count: t * s.kvDim), v = k // [t, kvHeads·d]
                 prof.time("norms") { rmsNorm(x, into: &xn, rows: t, weight: layer.inputNorm) }
                 prof.time("qkv") { projectQKV(layer.attention, xn, rows: t, firstPosition: 0, q: &q, k: &k, v: &v, pool: pool) }
+                if tailFrom != nil, l == layers.count - 1 { keys.append(k); values.append(v); break } // the rest feeds only the logits
                 prof.time("attention") {
                     q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in attn.withUnsafeMutableBufferPointer { ap in
                         attention(q: qp.baseAddress!, queries: t, firstQuery: 0, k: kp.baseAddress!, v: vp.baseAddress!, total: t, into: ap.baseAddress!, pool: pool)
@@ -262,6 +276,11 @@ public final class MoEDecoderModel: RoutedMoEModel, @unchecked Sendable {
                 let last = feedForward(layer, l, xn, rows: t, override: override, probs: &probs, into: &tmp, pool: pool)
                 routerProbs.append(last)
                 for i in 0..<(t * h) { x[i] += tmp[i] }
+            }
+            if let from = tailFrom {
+                let empty = [[Float]](repeating: [], count: from)
+                return DecoderPrefillState(tokens: tokens, logits: [], routerProbs: [], keys: empty + keys[from...], values: empty + values[from...],
+                                           lastInputs: empty + lastInputs[from...], modelID: ObjectIdentifier(self))
             }
             let logits = prof.time("lm_head") { head(Array(x[(t - 1) * h ..< t * h]), rows: nil, pool: pool) }
             return DecoderPrefillState(tokens: tokens, logits: logits, routerProbs: routerProbs,

@@ -67,6 +67,11 @@ public protocol RoutedMoEModel: AnyObject {
     /// Full prefill of `tokens`, with `override` applied at the last position.
     func prefill(_ tokens: [Int], override: RoutingOverride?) throws -> PrefillState
 
+    /// A prefill that keeps only what tail work from `fromLayer` up needs (re-evaluation, the tail
+    /// gradient, `snapshot`), skipping what feeds nothing else; its logits and routing may be empty.
+    /// Equal, for that work, to `prefill(tokens, override: nil).keepingTail(from: fromLayer)`.
+    func prefillTail(_ tokens: [Int], fromLayer: Int) throws -> PrefillState
+
     /// Re-runs only the last position from layer `fromLayer` upward with `override`,
     /// reusing `state`'s activations below `fromLayer` and the keys/values of earlier
     /// positions. Equal to `prefill(state.tokens, override:)` when `override` touches
@@ -113,6 +118,9 @@ extension RoutedMoEModel {
         throw ModelError.input("this model has no decoding step")
     }
     public var endTokenIDs: Set<Int> { [] }
+    public func prefillTail(_ tokens: [Int], fromLayer: Int) throws -> PrefillState {
+        try prefill(tokens, override: nil).keepingTail(from: fromLayer)
+    }
     public func snapshot(_ state: PrefillState, fromLayer: Int) throws -> TailSnapshot {
         throw ModelError.input("this model's states cannot be stored")
     }

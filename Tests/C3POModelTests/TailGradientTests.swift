@@ -62,6 +62,15 @@ final class TailGradientTests: XCTestCase {
             let again = try model.tailGradient(restored, override: o, rows: c.label_ids, target: c.target)
             XCTAssertEqual(again.loss, g.loss, "\(folder) \(c.name): restored state")
             XCTAssertEqual(again.omega, g.omega, "\(folder) \(c.name): restored state")
+            // A prefill that stops where tail work needs nothing more (no last-layer attention output
+            // or experts, no LM head) stores the same state and gives the same gradient.
+            let lowest = c.critical_layers.min()!
+            let trimmed = try model.prefillTail(c.ids, fromLayer: lowest)
+            XCTAssertTrue(trimmed.logits.isEmpty, "\(folder) \(c.name): a tail state has no logits")
+            XCTAssertEqual(try model.snapshot(trimmed, fromLayer: lowest), try model.snapshot(state, fromLayer: lowest), "\(folder) \(c.name): tail prefill")
+            let fromTrimmed = try model.tailGradient(trimmed, override: o, rows: c.label_ids, target: c.target)
+            XCTAssertEqual(fromTrimmed.loss, g.loss, "\(folder) \(c.name): tail prefill")
+            XCTAssertEqual(fromTrimmed.omega, g.omega, "\(folder) \(c.name): tail prefill")
             XCTAssertEqual(g.loss, c.loss, accuracy: 1e-4 * max(1, abs(c.loss)), "\(folder) \(c.name): loss")
             XCTAssertEqual(g.omega.keys.sorted(), c.critical_layers, "\(folder) \(c.name): one gradient per overridden layer")
             var ours: [Float] = [], theirs: [Float] = []
