@@ -358,8 +358,7 @@ public final class C3PORunner {
         let chunk = options.method == .ngd ? max(1, options.ngdBatch) : 1
         for first in stride(from: 0, to: order.count, by: chunk) {
             // The base pass of each question of the chunk (or why it is skipped).
-            var prepared: [Prepared?] = []
-            var skipped: [SampleResult?] = []
+            var slots: [Slot] = []
             for i in order[first..<min(first + chunk, order.count)] {
                 let q = qs[i]
                 var r = SampleResult(id: q.id, task: q.task, gold: q.goldLabel, baseAnswer: nil, c3poAnswer: nil,
@@ -370,7 +369,7 @@ public final class C3PORunner {
                 let labelIDs: [Int]
                 do { labelIDs = try model.labelTokenIDs(q.labels) } catch {
                     r.skipped = "label set \(q.labels) is not usable with this model: \(error)"
-                    prepared.append(nil); skipped.append(r); continue
+                    slots.append(.skipped(r)); continue
                 }
                 var promptIDs: [Int] = []
                 let ((state, tokens), tPrefill): ((PrefillState?, Int), Double) = try StageProfile.shared.time("base.prefill") { try timed {
@@ -381,7 +380,7 @@ public final class C3PORunner {
                 } }
                 guard let state else {
                     r.skipped = tokens == 0 ? "empty prompt" : "prompt of \(tokens) tokens is longer than the model's context (\(model.maxContext))"
-                    prepared.append(nil); skipped.append(r); continue
+                    slots.append(.skipped(r)); continue
                 }
                 let baseLogits = labelIDs.map { state.logits[$0] }
                 let base = MCScoring.argmax(baseLogits)
@@ -393,14 +392,13 @@ public final class C3PORunner {
                     r.baseAnswer = letter; r.baseCorrect = letter == q.goldLabel; r.baseText = text
                     tBase += t
                 }
-                prepared.append(Prepared(index: i, result: r, state: state, labelIDs: labelIDs, promptIDs: promptIDs, base: base, secondsBase: tBase))
-                skipped.append(nil)
+                slots.append(.ready(Prepared(index: i, result: r, state: state, labelIDs: labelIDs, promptIDs: promptIDs, base: base, secondsBase: tBase)))
             }
             // The C3PO answer of each question that has a base pass.
-            let ready = prepared.compactMap { $0 }
+            let ready = slots.compactMap { if case .ready(let p) = $0 { return p } else { return nil } }
             var mixed: [(answer: Int, override: RoutingOverride?, alpha: Float?, bandwidth: Float?, ngdLoss: [Float]?, seconds: Double)] = []
             if options.method == .ngd {
-                mixed = try ngdAnswers(ready.map { p in (qs[p.index], p.state, p.labelIDs, hits[p.index]) })
+                mixed = try ngdAnswers(ready.map { p in (p.state, p.labelIDs, hits[p.index]) })
             } else {
                 for p in ready {
                     let ((answer, override, alpha, bandwidth), t) = try timed {
@@ -411,8 +409,12 @@ public final class C3PORunner {
                 }
             }
             var next = 0
-            for (p, skip) in zip(prepared, skipped) {
-                guard let p else { try emit(skip!, nil); continue }
+            for slot in slots {
+                let p: Prepared
+                switch slot {
+                case .skipped(let r): try emit(r, nil); continue
+                case .ready(let ready): p = ready
+                }
                 let q = qs[p.index], m = mixed[next]
                 next += 1
                 var r = p.result, tMix = m.seconds
@@ -515,15 +517,13 @@ public final class C3PORunner {
                             overlaps: Set<Int>, successRows: [Int], modeSpace: [Float]) throws
         -> (Int, RoutingOverride?, Float?, Float?) {
         let sample = state.routerProbs
-        let neighbours = hits.map { PathwayNeighbor(similarity: $0.similarity, pathway: pool.pathway($0.row), task: pool.references[$0.row].task) }
+        let neighbours = pathwayNeighbours(hits)
         let votes = neighbours.map { (task: $0.task, similarity: $0.similarity) }
         let fromLayer = criticalLayers.min() ?? 0
 
         func tail(_ o: RoutingOverride) throws -> Int {
             MCScoring.argmax(try model.reevaluateTail(state, fromLayer: fromLayer, override: o, rows: labelIDs))
         }
-        func parameters(alpha: Float, bandwidth: Float) -> MixingParameters { mixingParameters(alpha: alpha, bandwidth: bandwidth) }
-        func hyper() -> (Float, Float) { hyperParameters(neighbours) }
 
         switch options.method {
         case .none:
@@ -538,27 +538,32 @@ public final class C3PORunner {
         case .ngd:
             preconditionFailure("--method ngd answers through ngdAnswers")
         case .kernel:
-            var (a, b) = hyper()
+            var (a, b) = hyperParameters(neighbours)
             if options.alpha == .search {
-                a = try searchAlpha(sample: sample, neighbours: neighbours, hits: hits, bandwidth: b, parameters: parameters)
+                a = try searchAlpha(sample: sample, neighbours: neighbours, hits: hits, bandwidth: b)
             }
-            let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(alpha: a, bandwidth: b))
+            let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: mixingParameters(alpha: a, bandwidth: b))
             return (try tail(o), o, a, b)
         case .mode:
-            let (a, b) = hyper()
+            let (a, b) = hyperParameters(neighbours)
             let excluded = Set(successRows.indices.filter { overlaps.contains(successRows[$0]) })
             let o = try ModeFinding.override(sample: sample, references: modeSpace, count: successRows.count, k: options.k,
-                                             excluded: excluded, parameters: parameters(alpha: a, bandwidth: b))
+                                             excluded: excluded, parameters: mixingParameters(alpha: a, bandwidth: b))
             return (try tail(o), o, a, nil)
         case .task:
-            let (a, b) = hyper()
+            let (a, b) = hyperParameters(neighbours)
             guard let name = taskWeights?.votedTask(neighbors: votes), let t = taskWeights?.tasks[name], let p = t.pathway
             else { return (base, nil, nil, nil) }
             var target: [Int: [Float]] = [:]
             for (j, l) in t.criticalLayers.enumerated() where p[j].count == model.expertCount { target[l] = p[j] }
-            let o = KernelRegression.mixToward(sample: sample, target: target, parameters: parameters(alpha: a, bandwidth: b))
+            let o = KernelRegression.mixToward(sample: sample, target: target, parameters: mixingParameters(alpha: a, bandwidth: b))
             return (try tail(o), o, a, nil)
         }
+    }
+
+    /// The search hits with their recorded pathways and tasks.
+    private func pathwayNeighbours(_ hits: [Neighbor]) -> [PathwayNeighbor] {
+        hits.map { PathwayNeighbor(similarity: $0.similarity, pathway: pool.pathway($0.row), task: pool.references[$0.row].task) }
     }
 
     private func mixingParameters(alpha: Float, bandwidth: Float) -> MixingParameters {
@@ -579,6 +584,12 @@ public final class C3PORunner {
         }
     }
 
+    /// A question of a chunk: its base pass, waiting for its C3PO answer, or why it is skipped.
+    private enum Slot {
+        case ready(Prepared)
+        case skipped(SampleResult)
+    }
+
     /// A question's base pass, waiting for its C3PO answer.
     private struct Prepared {
         var index: Int
@@ -594,16 +605,16 @@ public final class C3PORunner {
     /// kernel-regression pathway), core experts and neighbours' states, then all their steps in
     /// lockstep (`NeighbourhoodGradient.optimise` over the problems: one engine batch per step).
     /// Seconds per question: its own set-up and answer, and an equal share of the joint steps.
-    private func ngdAnswers(_ questions: [(q: MCQuestion, state: PrefillState, labelIDs: [Int], hits: [Neighbor])]) throws
+    private func ngdAnswers(_ questions: [(state: PrefillState, labelIDs: [Int], hits: [Neighbor])]) throws
         -> [(answer: Int, override: RoutingOverride?, alpha: Float?, bandwidth: Float?, ngdLoss: [Float]?, seconds: Double)] {
         guard !questions.isEmpty else { return [] }
         let fromLayer = criticalLayers.min() ?? 0
         let prof = StageProfile.shared
         var problems: [NeighbourhoodGradient.Problem] = [], setUp: [Double] = [], hyper: [(alpha: Float?, bandwidth: Float)] = []
-        for (_, state, labelIDs, hits) in questions {
+        for (state, labelIDs, hits) in questions {
             let (problem, t): (NeighbourhoodGradient.Problem, Double) = try timed {
                 let sample = state.routerProbs
-                let neighbours = hits.map { PathwayNeighbor(similarity: $0.similarity, pathway: pool.pathway($0.row), task: pool.references[$0.row].task) }
+                let neighbours = pathwayNeighbours(hits)
                 let (a, b) = hyperParameters(neighbours)
                 let start: RoutingOverride
                 switch options.ngd.start {
@@ -619,7 +630,7 @@ public final class C3PORunner {
         }
         let (results, tSteps) = try prof.time("ngd.steps") { try timed { try NeighbourhoodGradient.optimise(model: model, problems, parameters: options.ngd) } }
         return try zip(questions, zip(problems, results)).enumerated().map { i, item in
-            let ((_, state, labelIDs, _), (problem, result)) = item
+            let ((state, labelIDs, _), (problem, result)) = item
             let ((answer, override, loss), tAnswer): ((Int, RoutingOverride, [Float]?), Double) = try timed {
                 // No neighbour with kernel weight: the start's answer, by a tail of its own.
                 guard let result else {
@@ -639,15 +650,14 @@ public final class C3PORunner {
     /// applied to every neighbour's own prompt, loss = kernel-weighted cross-entropy on
     /// the neighbours' gold answers; the lowest loss wins (ties: the larger α, closer to
     /// the router). Costs one prefill per neighbour and one tail per neighbour and α.
-    private func searchAlpha(sample: [[Float]], neighbours: [PathwayNeighbor], hits: [Neighbor], bandwidth: Float,
-                             parameters: (Float, Float) -> MixingParameters) throws -> Float {
+    private func searchAlpha(sample: [[Float]], neighbours: [PathwayNeighbor], hits: [Neighbor], bandwidth: Float) throws -> Float {
         let fromLayer = criticalLayers.min() ?? 0
         let states = try neighbourStates(hits, bandwidth: bandwidth)
         let total = states.reduce(Float(0)) { $0 + $1.weight }
         guard !states.isEmpty, total > 0 else { return 1 }
         var best: (loss: Float, alpha: Float)?
         for a in options.alphaGrid.sorted(by: >) {
-            let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: parameters(a, bandwidth))
+            let o = try KernelRegression.override(sample: sample, neighbors: neighbours, parameters: mixingParameters(alpha: a, bandwidth: bandwidth))
             var loss: Float = 0
             for n in states where n.weight > 0 {
                 loss += n.weight * MCScoring.crossEntropy(try model.reevaluateTail(n.state, fromLayer: fromLayer, override: o, rows: n.labelIDs), gold: n.gold)
