@@ -87,32 +87,6 @@ public enum MatMul {
         c3po_linear_t(path.rawValue, dy, lddy, w, dtype.rawValue, ldw, dx, lddx, m, n, k, accumulate ? 1 : 0)
     }
 
-    /// The same over `threads` workers: the n weight rows split into one contiguous range per
-    /// worker (each streams its rows once), each worker's partial dx summed in worker order.
-    /// dy [m, n] dense, dx [m, k] dense.
-    public static func linearTransposed(_ dy: UnsafePointer<Float>, rows m: Int, outFeatures n: Int, weight w: UnsafeRawPointer,
-                                        dtype: WeightDType, inFeatures k: Int, into dx: UnsafeMutablePointer<Float>,
-                                        accumulate: Bool = false, threads: Int = Parallel.defaultThreads) {
-        let workers = max(1, min(threads, n / 64))
-        guard workers > 1 else {
-            linearTransposed(dy, lddy: n, weight: w, dtype: dtype, ldw: k, into: dx, lddx: k, m: m, n: n, k: k, accumulate: accumulate)
-            return
-        }
-        let parts = UnsafeMutablePointer<Float>.allocate(capacity: workers * m * k) // [workers, m, k]
-        defer { parts.deallocate() }
-        let chunk = (n + workers - 1) / workers
-        Parallel.dynamicForEach(workers, workers: workers) { _, t in
-            let lo = t * chunk, hi = min(n, lo + chunk)
-            linearTransposed(dy + lo, lddy: n, weight: w + lo * k * dtype.size, dtype: dtype, ldw: k, into: parts + t * m * k, lddx: k,
-                             m: m, n: max(0, hi - lo), k: k)
-        }
-        for i in 0..<(m * k) {
-            var acc = accumulate ? dx[i] : 0
-            for t in 0..<workers { acc += parts[t * m * k + i] }
-            dx[i] = acc
-        }
-    }
-
     /// One product of `linears` or `linearsTransposed`: a weight [n, k] in its stored dtype and
     /// its output (y [m, n]) or its output gradient (dy [m, n]).
     public struct Product {

@@ -71,11 +71,10 @@ enum Kernels {
     }
 
     /// dx[T, in] (+)= dy[T, out] · W, W [out, in]: the input gradient of `linear`, over the pool's
-    /// workers (columns split).
+    /// workers (dx's columns split: `linearsBackward` of one product).
     static func linearBackward(_ dy: UnsafePointer<Float>, rows t: Int, weight w: WeightMatrix,
                                into dx: UnsafeMutablePointer<Float>, accumulate: Bool, pool: ScratchPool) {
-        MatMul.linearTransposed(dy, rows: t, outFeatures: w.rows, weight: w.pointer(row: 0), dtype: w.dtype, inFeatures: w.cols,
-                                into: dx, accumulate: accumulate, threads: pool.workers)
+        linearsBackward([(w, UnsafeMutablePointer(mutating: dy))], rows: t, into: dx, accumulate: accumulate, pool: pool)
     }
 
     /// The input gradient of `rmsNorm` for one row: y = w ⊙ x · r, r = 1/√(mean(x²) + eps), so
