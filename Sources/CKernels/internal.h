@@ -8,6 +8,12 @@
 #define C3PO_LINEAR_ARGS const float *x, long ldx, const void *w, int dtype, long ldw, \
                          float *y, long ldy, long m, long n, long k, int accumulate
 
+// From this many tokens on, f32 weights on the avx512 path are multiplied with the tokens in the
+// vector lanes (kernels_avx512.c) instead of by dot products.
+#ifndef C3PO_BROADCAST_MIN_TOKENS
+#define C3PO_BROADCAST_MIN_TOKENS 12
+#endif
+
 void c3po_linear_scalar(C3PO_LINEAR_ARGS);
 void c3po_linear_avx2(C3PO_LINEAR_ARGS);
 void c3po_linear_avx512(C3PO_LINEAR_ARGS);
@@ -51,6 +57,27 @@ static inline float c3po_weight(const void *w, int dtype, long i) {
     default: return ((const float *)w)[i];
     }
 }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// In place: r[j] lane i ← r[i] lane j, a 16 × 16 transpose of 32-bit elements in 64 shuffles.
+static inline __attribute__((target("avx512f"))) void c3po_transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]); }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]); r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]); r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) { r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88); r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd); }
+}
+
+#endif
 
 static inline void c3po_store(float *dst, float v, int accumulate) { if (accumulate) *dst += v; else *dst = v; }
 

@@ -95,7 +95,7 @@ const char *c3po_path_name(int path) {
 
 // Per-thread scratch: a few slots, each grown to the largest request seen (0-3 the products'
 // packed operands, 4 the transposed product's staged rows).
-#define SCRATCH_SLOTS 5
+#define SCRATCH_SLOTS 6
 static __thread void *scratch_ptr[SCRATCH_SLOTS];
 static __thread size_t scratch_size[SCRATCH_SLOTS];
 static pthread_key_t scratch_key;
@@ -131,10 +131,6 @@ void c3po_linear_scalar(C3PO_LINEAR_ARGS) {
     }
 }
 
-#ifndef AMX_F32_MIN_TOKENS
-#define AMX_F32_MIN_TOKENS 32
-#endif
-
 void c3po_linear(int path, const float *x, long ldx, const void *w, int dtype, long ldw,
                  float *y, long ldy, long m, long n, long k, int accumulate) {
     if (m <= 0 || n <= 0) return;
@@ -146,10 +142,10 @@ void c3po_linear(int path, const float *x, long ldx, const void *w, int dtype, l
     switch (path) {
     case C3PO_PATH_AMX:
         // Below a few tokens the tiles are mostly padding and the widening path streams the weight
-        // faster: bf16 takes the tiles from 8 tokens on; f16 and f32, whose weights are also
-        // converted into bf16 parts per call, above 16 and from 32 (crossovers measured with one
-        // thread at expert shape, 512 × 1024: docs/benchmarks.md).
-        if ((dtype == C3PO_DTYPE_BF16 && m >= 8) || (dtype == C3PO_DTYPE_F16 && m > 16) || (dtype == C3PO_DTYPE_F32 && m >= AMX_F32_MIN_TOKENS)) {
+        // faster: bf16 takes the tiles from 8 tokens on; f16, whose weights are also converted
+        // into bf16 parts per call, above 16 (crossovers measured with one thread at expert shape,
+        // 512 × 1024: docs/benchmarks.md). f32 weights stay on the avx512 path (kernels_amx.c).
+        if ((dtype == C3PO_DTYPE_BF16 && m >= 8) || (dtype == C3PO_DTYPE_F16 && m > 16)) {
             c3po_linear_amx(x, ldx, w, dtype, ldw, y, ldy, m, n, k, accumulate);
             return;
         }

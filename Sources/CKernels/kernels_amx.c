@@ -8,7 +8,9 @@
 // call. f16 weights are converted per group of 64 rows into two bf16 parts (exact) in a scratch
 // buffer.
 //
-// f32 weights, with many tokens, are split into three bf16 parts per group the same way.
+// f32 weights do not come here: their products run in f32 arithmetic on the avx512 path, with
+// the tokens in the vector lanes from 12 tokens on, which was measured faster than splitting the
+// weight into three bf16 parts per call for the tiles (six products per tile instead of one).
 //
 // Tiles: 0-3 accumulate 4 blocks of 16 weight rows × 16 tokens; 4 holds a weight tile, 5-7 the
 // three activation parts of one k step. Shapes the tiles do not cover (k not a multiple of 32,
@@ -52,22 +54,6 @@ static TAMX void split_f16_row(const uint16_t *src, long k, uint16_t *hi, uint16
     }
 }
 
-// In place: r[j] lane i ← r[i] lane j, a 16 × 16 transpose of 32-bit elements in 64 shuffles.
-static TAMX void transpose16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]); }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]); r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]); r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int h = 0; h < 16; h += 8)
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
-        }
-    for (int i = 0; i < 8; i++) { r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88); r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd); }
-}
-
 // Packs x [m, k] into tiles: for token block tb, k block kb and part p (0-2), the 1 KiB tile at
 // ((tb·kblocks + kb)·3 + p)·256 (32-bit units), row kk, column t = the bf16 pair of columns
 // 32kb + 2kk, +1 of token 16tb + t, part p. Tokens past m are zero. Each token block is split
@@ -85,7 +71,7 @@ static TAMX void pack_activations(const float *x, long ldx, long m, long k, uint
             for (int p = 0; p < 3; p++) {
                 __m512i r[16];
                 for (int t = 0; t < 16; t++) r[t] = t < tn ? _mm512_loadu_si512(rows + t * 3 * k + p * k + kb * 32) : _mm512_setzero_si512();
-                transpose16(r);
+                c3po_transpose16(r);
                 uint32_t *tile = base + (kb * 3 + p) * 256;
                 for (int kk = 0; kk < 16; kk++) _mm512_storeu_si512(tile + kk * 16, r[kk]);
             }
@@ -112,18 +98,10 @@ static TAMX void pack_activations(const float *x, long ldx, long m, long k, uint
         _tile_dpbf16ps(i, 4, 5);             \
         _tile_dpbf16ps(i, 4, 6);             \
     } while (0)
-// f32 weights split in three: the f16 step over the first two parts, w2·p0 for the third (the
-// dropped products are below 2^-24 of the product).
-#define STEP_F32(i, a, b, c, lda)            \
-    do {                                     \
-        STEP_F16(i, a, b, lda);              \
-        _tile_loadd(4, (c), (lda));          \
-        _tile_dpbf16ps(i, 4, 5);             \
-    } while (0)
 
 TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
     long n16 = n & ~15L;
-    if (k % 32 != 0 || n16 == 0) { c3po_linear_avx512(x, ldx, w, dtype, ldw, y, ldy, m, n, k, accumulate); return; }
+    if (k % 32 != 0 || n16 == 0 || dtype == C3PO_DTYPE_F32) { c3po_linear_avx512(x, ldx, w, dtype, ldw, y, ldy, m, n, k, accumulate); return; }
     configure_tiles();
     // Tokens are taken in chunks whose packed activations (6 bytes per token and column) stay in
     // L2 while every weight group passes over them: 128 tokens at k = 1024, 64 at 2048.
@@ -133,11 +111,10 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
     if (chunk > ((m + 15) & ~15L)) chunk = (m + 15) & ~15L;
     uint32_t *tiles = c3po_scratch(1, sizeof(uint32_t) * (size_t)(chunk / 16 * kblocks * 768));
     uint16_t *row = c3po_scratch(2, sizeof(uint16_t) * (size_t)(16 * 3 * k));
-    // f16 and f32 weights are converted per group of 64 rows into bf16 parts (two, exact, for f16;
-    // three for f32) in scratch, rows of k.
-    uint16_t *whi = NULL, *wlo = NULL, *wl2 = NULL;
+    // f16 weights are converted per group of 64 rows into two bf16 parts (exact) in scratch,
+    // rows of k.
+    uint16_t *whi = NULL, *wlo = NULL;
     if (dtype == C3PO_DTYPE_F16) { whi = c3po_scratch(3, sizeof(uint16_t) * (size_t)(2 * 64 * k)); wlo = whi + 64 * k; }
-    if (dtype == C3PO_DTYPE_F32) { whi = c3po_scratch(3, sizeof(uint16_t) * (size_t)(3 * 64 * k)); wlo = whi + 64 * k; wl2 = wlo + 64 * k; }
     float out[4][16][16];
     const uint16_t *wb = (const uint16_t *)w;
     for (long c0 = 0; c0 < m; c0 += chunk) {
@@ -145,15 +122,11 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
         pack_activations(x + c0 * ldx, ldx, mc, k, tiles, row);
         for (long j0 = 0; j0 < n16; j0 += 64) {
             int nb = (int)((n16 - j0) / 16 < 4 ? (n16 - j0) / 16 : 4);
-            const uint16_t *ahi = wb + j0 * ldw, *alo = NULL, *al2 = NULL;
+            const uint16_t *ahi = wb + j0 * ldw, *alo = NULL;
             long lda = 2 * ldw;
             if (dtype == C3PO_DTYPE_F16) {
                 for (int r = 0; r < 16 * nb; r++) split_f16_row(ahi + r * ldw, k, whi + r * k, wlo + r * k);
                 ahi = whi; alo = wlo; lda = 2 * k;
-            } else if (dtype == C3PO_DTYPE_F32) {
-                const float *wf = (const float *)w + j0 * ldw;
-                for (int r = 0; r < 16 * nb; r++) c3po_split_bf16(wf + r * ldw, k, whi + r * k, wlo + r * k, wl2 + r * k);
-                ahi = whi; alo = wlo; al2 = wl2; lda = 2 * k;
             }
             long rowstep = lda / 2 * 16; // elements from one 16-row block to the next
             for (long tb = 0; tb < tblocks; tb++) {
@@ -164,13 +137,7 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
                     _tile_loadd(6, xt + kb * 768 + 256, 64);
                     _tile_loadd(7, xt + kb * 768 + 512, 64);
                     const uint16_t *h = ahi + kb * 32;
-                    if (al2) {
-                        const uint16_t *l = alo + kb * 32, *l2 = al2 + kb * 32;
-                        STEP_F32(0, h, l, l2, lda);
-                        if (nb > 1) STEP_F32(1, h + rowstep, l + rowstep, l2 + rowstep, lda);
-                        if (nb > 2) STEP_F32(2, h + 2 * rowstep, l + 2 * rowstep, l2 + 2 * rowstep, lda);
-                        if (nb > 3) STEP_F32(3, h + 3 * rowstep, l + 3 * rowstep, l2 + 3 * rowstep, lda);
-                    } else if (!alo) {
+                    if (!alo) {
                         STEP_BF16(0, h, lda);
                         if (nb > 1) STEP_BF16(1, h + rowstep, lda);
                         if (nb > 2) STEP_BF16(2, h + 2 * rowstep, lda);
@@ -197,7 +164,7 @@ TAMX void c3po_linear_amx(C3PO_LINEAR_ARGS) {
         }
     }
     if (n16 < n)
-        c3po_linear_avx512(x, ldx, (const char *)w + (size_t)(n16 * ldw) * (dtype == C3PO_DTYPE_F32 ? 4 : 2), dtype, ldw,
+        c3po_linear_avx512(x, ldx, (const char *)w + (size_t)(n16 * ldw) * 2, dtype, ldw,
                            y + n16, ldy, m, n - n16, k, accumulate);
 }
 

@@ -111,7 +111,149 @@ static T512 void drive(block_fn fn, const float *x, long ldx, const char *w, lon
     }
 }
 
+// MARK: f32 weights, 12 tokens or more: tokens in the lanes
+
+// With f32 weights the dot products above leave most of the FMA units idle (each block ends in
+// a reduction tree and loads two vectors per four FMAs). From 12 tokens on the product is taken
+// the other way round: the activations of 16 or 32 tokens are transposed once per call into
+// xt[c][t], and for every input c one weight per row is broadcast from the row in place and
+// multiplied into all the tokens at once. No reductions, one load per R FMAs (V = 2), and the
+// weight is still read in place: a block of R rows walks R streams of the mapping.
+
+// Tokens t0..t0 + mt of x (mt ≤ T = 16·V) → xt[c·T + t], zeros for t ≥ mt, by 16 × 16 register
+// transposes.
+static T512 void pack_tokens(const float *x, long ldx, long mt, long k, long T, float *xt) {
+    for (long g = 0; g < T; g += 16) {
+        long tn = mt - g < 0 ? 0 : mt - g < 16 ? mt - g : 16;
+        for (long c = 0; c < k; c += 16) {
+            long cn = k - c < 16 ? k - c : 16;
+            __mmask16 mk = (__mmask16)((1u << cn) - 1);
+            __m512i r[16];
+            for (long t = 0; t < 16; t++)
+                r[t] = t < tn ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, x + (g + t) * ldx + c)) : _mm512_setzero_si512();
+            c3po_transpose16(r);
+            for (long j = 0; j < cn; j++) _mm512_store_si512((__m512i *)(xt + (c + j) * T + g), r[j]);
+        }
+    }
+}
+
+// R full weight rows (w + r·ldw, inputs c < k) × V vectors of 16 packed tokens, summed into
+// part[r·16V + 16v ...] (set on the first input block, added to after). The next block's rows
+// (pf, pfrows of them) are prefetched into L2, one line per row every 16 inputs: into L1 they
+// would share the set of the current rows (rows a multiple of 4 KiB apart map to one set) and
+// evict them. The loops over rows, vectors and 16 inputs are unrolled in full (at -O2 the
+// compiler otherwise kept the accumulators in memory).
+#define BROADCAST_BLOCK(NAME, R, V)                                                                              \
+    static T512 void NAME(const float *xt, const float *w, long ldw, long k, float *part, int first,            \
+                          const float *pf, long pfrows) {                                                        \
+        __m512 acc[R][V];                                                                                        \
+        _Pragma("unroll") for (int r = 0; r < R; r++)                                                            \
+            _Pragma("unroll") for (int v = 0; v < V; v++)                                                        \
+                acc[r][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + (r * V + v) * 16);               \
+        long c = 0;                                                                                              \
+        for (; c + 16 <= k; c += 16) {                                                                           \
+            for (long r = 0; r < pfrows; r++) _mm_prefetch((const char *)(pf + r * ldw + c), _MM_HINT_T1);       \
+            _Pragma("unroll") for (int cc = 0; cc < 16; cc++) {                                                  \
+                __m512 a[V];                                                                                     \
+                _Pragma("unroll") for (int v = 0; v < V; v++) a[v] = _mm512_load_ps(xt + ((c + cc) * V + v) * 16); \
+                _Pragma("unroll") for (int r = 0; r < R; r++) {                                                  \
+                    __m512 b = _mm512_set1_ps(w[r * ldw + c + cc]);                                              \
+                    _Pragma("unroll") for (int v = 0; v < V; v++) acc[r][v] = _mm512_fmadd_ps(a[v], b, acc[r][v]); \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
+        for (; c < k; c++) {                                                                                     \
+            __m512 a[V];                                                                                         \
+            _Pragma("unroll") for (int v = 0; v < V; v++) a[v] = _mm512_load_ps(xt + (c * V + v) * 16);          \
+            _Pragma("unroll") for (int r = 0; r < R; r++) {                                                      \
+                __m512 b = _mm512_set1_ps(w[r * ldw + c]);                                                       \
+                _Pragma("unroll") for (int v = 0; v < V; v++) acc[r][v] = _mm512_fmadd_ps(a[v], b, acc[r][v]);   \
+            }                                                                                                    \
+        }                                                                                                        \
+        _Pragma("unroll") for (int r = 0; r < R; r++)                                                            \
+            _Pragma("unroll") for (int v = 0; v < V; v++) _mm512_store_ps(part + (r * V + v) * 16, acc[r][v]);   \
+    }
+
+BROADCAST_BLOCK(broadcast_12x2, 12, 2)
+BROADCAST_BLOCK(broadcast_4x2, 4, 2)
+BROADCAST_BLOCK(broadcast_1x2, 1, 2)
+BROADCAST_BLOCK(broadcast_12x1, 12, 1)
+BROADCAST_BLOCK(broadcast_8x1, 8, 1)
+BROADCAST_BLOCK(broadcast_4x1, 4, 1)
+BROADCAST_BLOCK(broadcast_1x1, 1, 1)
+
+// y[i·ldy + j] (+)= part[j·T + i] for tokens i < mt, rows j < n: 16 × 16 squares transposed in
+// registers.
+static T512 void store_transposed(const float *part, long T, float *y, long ldy, long mt, long n, int accumulate) {
+    for (long g = 0; g < mt; g += 16) {
+        long tn = mt - g < 16 ? mt - g : 16;
+        for (long j = 0; j < n; j += 16) {
+            long jn = n - j < 16 ? n - j : 16;
+            __mmask16 mk = (__mmask16)((1u << jn) - 1);
+            __m512i r[16];
+            for (long q = 0; q < 16; q++) r[q] = q < jn ? _mm512_load_si512((const __m512i *)(part + (j + q) * T + g)) : _mm512_setzero_si512();
+            c3po_transpose16(r);
+            for (long i = 0; i < tn; i++) {
+                float *yi = y + (g + i) * ldy + j;
+                __m512 v = _mm512_castsi512_ps(r[i]);
+                if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, yi));
+                _mm512_mask_storeu_ps(yi, mk, v);
+            }
+        }
+    }
+}
+
+typedef void (*broadcast_fn)(const float *, const float *, long, long, float *, int, const float *, long);
+
+// Groups of tokens whose packed activations fit in 512 KiB (L2) are packed first. Tokens go 32
+// at a time (two vectors), the last 16 or fewer in one. Rows go 12 at a time where the group has
+// more than 16 tokens, else 8 (16 accumulators of one vector: measured faster than 12 for 16
+// tokens alone); the rows that do not fill a block go 4 and then 1 at a time. The inputs are
+// taken in blocks whose packed activations stay in L1 while every row block passes over them
+// (256 inputs of 16 tokens, 128 of 32: 16 KiB); the sums so far wait in `part`, [n][16V] per
+// token block, which is transposed into y at the end.
+static T512 void linear_broadcast_f32(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long m,
+                                      long n, long k, int accumulate) {
+    long group = (512 * 1024 / (4 * k)) & ~31L;
+    if (group < 32) group = 32;
+    if (group > m + 31) group = (m + 31) & ~31L;
+    float *xt = c3po_scratch(0, sizeof(float) * (size_t)(group * k));
+    float *part = c3po_scratch(5, sizeof(float) * (size_t)(group * n));
+    for (long g0 = 0; g0 < m; g0 += group) {
+        long gm = m - g0 < group ? m - g0 : group, full = gm > 16 ? 12 : 8;
+        long kblock = gm > 16 ? 128 : 256;
+        for (long t = 0; t < gm; t += 32) {
+            long mt = gm - t < 32 ? gm - t : 32;
+            pack_tokens(x + (g0 + t) * ldx, ldx, mt, k, mt > 16 ? 32 : 16, xt + t * k);
+        }
+        for (long c0 = 0; c0 < k; c0 += kblock) {
+            long kn = k - c0 < kblock ? k - c0 : kblock;
+            for (long j = 0; j < n;) {
+                long rem = n - j, block = rem >= full ? full : rem >= 4 ? 4 : 1;
+                long after = rem - block, nextBlock = after >= full ? full : after >= 4 ? 4 : after;
+                for (long t = 0; t < gm; t += 32) {
+                    long mt = gm - t < 32 ? gm - t : 32, T = mt > 16 ? 32 : 16;
+                    broadcast_fn fn = T == 32 ? (block == 12 ? broadcast_12x2 : block == 4 ? broadcast_4x2 : broadcast_1x2)
+                                              : (block == 12 ? broadcast_12x1 : block == 8 ? broadcast_8x1 : block == 4 ? broadcast_4x1 : broadcast_1x1);
+                    // The last token block prefetches the next row block's rows.
+                    long pfrows = t + 32 >= gm ? nextBlock : 0;
+                    fn(xt + t * k + c0 * T, w + j * ldw + c0, ldw, kn, part + t * n + j * T, c0 == 0, w + (j + block) * ldw + c0, pfrows);
+                }
+                j += block;
+            }
+        }
+        for (long t = 0; t < gm; t += 32) {
+            long mt = gm - t < 32 ? gm - t : 32, T = mt > 16 ? 32 : 16;
+            store_transposed(part + t * n, T, y + (g0 + t) * ldy, ldy, mt, n, accumulate);
+        }
+    }
+}
+
 void c3po_linear_avx512(C3PO_LINEAR_ARGS) {
+    if (dtype == C3PO_DTYPE_F32 && m >= C3PO_BROADCAST_MIN_TOKENS) {
+        linear_broadcast_f32(x, ldx, (const float *)w, ldw, y, ldy, m, n, k, accumulate);
+        return;
+    }
     switch (dtype) {
     case C3PO_DTYPE_BF16: drive(block_bf16, x, ldx, (const char *)w, 2 * ldw, y, ldy, m, n, k, accumulate); break;
     case C3PO_DTYPE_F16: drive(block_f16, x, ldx, (const char *)w, 2 * ldw, y, ldy, m, n, k, accumulate); break;

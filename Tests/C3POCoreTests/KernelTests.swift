@@ -68,6 +68,9 @@ final class KernelTests: XCTestCase {
         let shapes: [(m: Int, n: Int, k: Int)] = [
             (1, 1, 7), (1, 50, 64), (3, 5, 100), (4, 16, 32), (5, 33, 96), (16, 64, 128),
             (17, 80, 64), (33, 129, 160), (70, 20, 384), (8, 48, 96), (12, 40, 256),
+            // f32 from 12 tokens: tokens in the lanes, 16 or 32 at a time, rows in blocks of 12
+            // or 8, then 4, then 1; k not a multiple of 16; a group of tokens past 512 KiB.
+            (13, 23, 100), (40, 61, 33), (130, 40, 64), (150, 21, 1000),
         ]
         var ran: [String] = [], skipped: [String] = []
         for path in KernelPath.allCases {
