@@ -42,6 +42,10 @@ public struct EmbedCommand: ParsableCommand {
     @Flag(name: .customLong("json"), help: "Print a JSON summary on stdout.")
     var json = false
 
+    @Flag(name: .customLong("report-latency"), help: ArgumentHelp(
+        "Embed the texts one at a time (each alone in its batch) and report the latency per text, p50/p99/mean, on stderr (and in --json)."))
+    var reportLatency = false
+
     @OptionGroup var embedderOptions: EmbedderOptions
 
     public init() {}
@@ -89,14 +93,35 @@ public struct EmbedCommand: ParsableCommand {
         if !quiet { StandardError.write("embedding \(texts.count) texts with \(model.identifier) (dim \(model.dimension))\n") }
         let start = Date()
         let progress = ProgressReporter("embedded", total: texts.count, enabled: !quiet)
-        let vectors = try model.embed(texts, batchSize: embedderOptions.batchSize, progress: progress)
+        var vectors: [Float]
+        var latency: (p50: Double, p99: Double, mean: Double)?
+        if reportLatency {
+            // Each text alone, as a tool that embeds one question at a time sees it.
+            var times: [Double] = []
+            vectors = []
+            vectors.reserveCapacity(texts.count * model.dimension)
+            for (i, text) in texts.enumerated() {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                vectors += try model.embed([text], batchSize: 1, progress: nil)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                progress.update(i + 1)
+            }
+            times.sort()
+            func pct(_ p: Double) -> Double { times[min(times.count - 1, max(0, Int((p * Double(times.count)).rounded(.up)) - 1))] }
+            latency = (pct(0.5), pct(0.99), times.reduce(0, +) / Double(times.count))
+            StandardError.write(String(format: "latency over %d texts, each alone: p50 %.3f ms, p99 %.3f ms, mean %.3f ms\n",
+                                       times.count, latency!.p50, latency!.p99, latency!.mean))
+        } else {
+            vectors = try model.embed(texts, batchSize: embedderOptions.batchSize, progress: progress)
+        }
         try NPY.write(float32: vectors, shape: [texts.count, model.dimension], to: outputURL)
         let seconds = Date().timeIntervalSince(start)
         if json {
-            let summary: [String: Any] = [
+            var summary: [String: Any] = [
                 "output": outputURL.path, "rows": texts.count, "dimension": model.dimension,
                 "embedder": model.identifier, "seconds": seconds,
             ]
+            if let latency { summary["latency_ms"] = ["p50": latency.p50, "p99": latency.p99, "mean": latency.mean] }
             let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
         } else {

@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 import Foundation
 
@@ -15,7 +16,7 @@ public enum Parallel {
             for i in 0..<count { body(i) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        region(workers, workers: workers) { _, w in
             let lo = count * w / workers, hi = count * (w + 1) / workers
             for i in lo..<hi { body(i) }
         }
@@ -26,6 +27,24 @@ public enum Parallel {
     public static func dynamicForEach(_ count: Int, workers: Int, _ body: (Int, Int) -> Void) {
         let n = max(1, min(workers, count))
         if n == 1 { for i in 0..<count { body(0, i) }; return }
+        region(count, workers: n, body)
+    }
+
+    /// body(worker, item) for items 0..<count, handed out one at a time, on the kernels' worker
+    /// pool (c3po_parallel: its helpers spin briefly between regions instead of sleeping, which
+    /// the many short regions of one sentence's or one tail step's forward pass notice). A region
+    /// started while the pool runs another one (on another thread, or inside one of its tasks)
+    /// runs on Dispatch's threads instead.
+    static func region(_ count: Int, workers n: Int, _ body: (Int, Int) -> Void) {
+        let ran = withoutActuallyEscaping(body) { body -> Int32 in
+            var task = body
+            return withUnsafeMutablePointer(to: &task) { p in
+                c3po_parallel(count, n, { ctx, worker, item in
+                    ctx!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(worker, item)
+                }, p)
+            }
+        }
+        guard ran == C3PO_POOL_BUSY else { return }
         let lock = NSLock()
         var next = 0
         DispatchQueue.concurrentPerform(iterations: n) { w in

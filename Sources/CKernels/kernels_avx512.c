@@ -153,7 +153,7 @@ static T512 void pack_tokens(const float *x, long ldx, long mt, long k, long T, 
         long c = 0;                                                                                              \
         for (; c + 16 <= k; c += 16) {                                                                           \
             for (long r = 0; r < pfrows; r++) _mm_prefetch((const char *)(pf + r * ldw + c), _MM_HINT_T1);       \
-            _Pragma("unroll") for (int cc = 0; cc < 16; cc++) {                                                  \
+            _Pragma("nounroll") for (int cc = 0; cc < 16; cc++) {                                                  \
                 __m512 a[V];                                                                                     \
                 _Pragma("unroll") for (int v = 0; v < V; v++) a[v] = _mm512_load_ps(xt + ((c + cc) * V + v) * 16); \
                 _Pragma("unroll") for (int r = 0; r < R; r++) {                                                  \

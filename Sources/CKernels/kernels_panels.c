@@ -36,51 +36,71 @@ static void panels_scalar(const float *x, long ldx, const float *panels, float *
 #define T256 __attribute__((target("avx2,fma,f16c")))
 
 // Packed tokens xp [c1 - c0][8] (missing tokens zero) × one panel's columns [0, nc) (nc ≤ 32)
-// over the k slice [c0, c1); stores mt ≤ 8 token rows.
-static T512 void panel_block512(const float *xp, const float *panel, float *y, long ldy,
-                                long mt, long nc, long c0, long c1, int accumulate, const float *bias) {
-    // xp points at column c0 of the token block; bias (the panel's 32, or NULL) is added once.
-    __m512 acc[8][2];
-    for (int t = 0; t < 8; t++) { acc[t][0] = _mm512_setzero_ps(); acc[t][1] = _mm512_setzero_ps(); }
-    for (long c = c0; c < c1; c++) {
-        __m512 w0 = _mm512_loadu_ps(panel + c * 32), w1 = _mm512_loadu_ps(panel + c * 32 + 16);
-        const float *xc = xp + (c - c0) * 8;
-        for (int t = 0; t < 8; t++) {
-            __m512 a = _mm512_set1_ps(xc[t]);
-            acc[t][0] = _mm512_fmadd_ps(a, w0, acc[t][0]);
-            acc[t][1] = _mm512_fmadd_ps(a, w1, acc[t][1]);
-        }
+// over the k slice [c0, c1); stores mt ≤ TB token rows. TB = 8, 4, 2, 1: a block of fewer tokens
+// (the last of a sentence) multiplies only its own, not 8 with zeros.
+#define PANEL_BLOCK(NAME, TB)                                                                                   \
+    static T512 void NAME(const float *xp, const float *panel, float *y, long ldy, long mt, long nc, long c0,  \
+                          long c1, int accumulate, const float *bias, const char *pf, long pflines) {          \
+        /* xp points at column c0 of the token block; bias (the panel's 32, or NULL) is added once.   */       \
+        /* pf: pflines cache lines to prefetch, one per input from c0 on.                             */       \
+        __m512 acc[TB][2];                                                                                      \
+        for (int t = 0; t < TB; t++) { acc[t][0] = _mm512_setzero_ps(); acc[t][1] = _mm512_setzero_ps(); }   \
+        for (long c = c0; c < c1; c++) {                                                                        \
+            if (c - c0 < pflines) _mm_prefetch(pf + (c - c0) * 64, _MM_HINT_T0);                                \
+            __m512 w0 = _mm512_loadu_ps(panel + c * 32), w1 = _mm512_loadu_ps(panel + c * 32 + 16);             \
+            const float *xc = xp + (c - c0) * 8;                                                                \
+            for (int t = 0; t < TB; t++) {                                                                      \
+                __m512 a = _mm512_set1_ps(xc[t]);                                                               \
+                acc[t][0] = _mm512_fmadd_ps(a, w0, acc[t][0]);                                                  \
+                acc[t][1] = _mm512_fmadd_ps(a, w1, acc[t][1]);                                                  \
+            }                                                                                                   \
+        }                                                                                                       \
+        __mmask16 m0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1);                                         \
+        __mmask16 m1 = nc >= 32 ? 0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);                   \
+        __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();                              \
+        __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();                         \
+        for (long t = 0; t < mt; t++) {                                                                         \
+            float *yt = y + t * ldy;                                                                            \
+            if (accumulate) {                                                                                   \
+                acc[t][0] = _mm512_add_ps(acc[t][0], _mm512_maskz_loadu_ps(m0, yt));                            \
+                acc[t][1] = _mm512_add_ps(acc[t][1], _mm512_maskz_loadu_ps(m1, yt + 16));                       \
+            }                                                                                                   \
+            if (bias) { acc[t][0] = _mm512_add_ps(acc[t][0], b0); acc[t][1] = _mm512_add_ps(acc[t][1], b1); }   \
+            _mm512_mask_storeu_ps(yt, m0, acc[t][0]);                                                           \
+            _mm512_mask_storeu_ps(yt + 16, m1, acc[t][1]);                                                      \
+        }                                                                                                       \
     }
-    __mmask16 m0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1);
-    __mmask16 m1 = nc >= 32 ? 0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
-    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps(), b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    for (long t = 0; t < mt; t++) {
-        float *yt = y + t * ldy;
-        if (accumulate) {
-            acc[t][0] = _mm512_add_ps(acc[t][0], _mm512_maskz_loadu_ps(m0, yt));
-            acc[t][1] = _mm512_add_ps(acc[t][1], _mm512_maskz_loadu_ps(m1, yt + 16));
-        }
-        if (bias) { acc[t][0] = _mm512_add_ps(acc[t][0], b0); acc[t][1] = _mm512_add_ps(acc[t][1], b1); }
-        _mm512_mask_storeu_ps(yt, m0, acc[t][0]);
-        _mm512_mask_storeu_ps(yt + 16, m1, acc[t][1]);
-    }
-}
+
+PANEL_BLOCK(panel_block512, 8)
+PANEL_BLOCK(panel_block512_4, 4)
+PANEL_BLOCK(panel_block512_2, 2)
+PANEL_BLOCK(panel_block512_1, 1)
 
 // xp: the activations packed as [ceil(m / 8)][k][8] (c3po_pack_rows8), so that every k slice of
-// a token block is contiguous.
+// a token block is contiguous. Panel by panel, slice by slice: the weight is read in the order it
+// is stored, and while the token blocks pass over one slice they prefetch the next one (the next
+// 32 KiB of panels), a share each. With few tokens (one sentence, 2-4 token blocks) the first
+// block over a slice otherwise waited for memory while the others ran from L1.
 static T512 void panels_drive512(const float *xp, const float *panels, float *y, long ldy,
                                  long m, long n, long k, int accumulate, const float *bias) {
-    const long slice = 256, chunk = 64;
+    const long slice = 128, chunk = 64;
     for (long t0 = 0; t0 < m; t0 += chunk) {
         long t1 = t0 + chunk < m ? t0 + chunk : m;
-        for (long c0 = 0; c0 < k; c0 += slice) {
-            long c1 = c0 + slice < k ? c0 + slice : k;
-            int acc = accumulate || c0 > 0;
-            for (long p = 0; p * 32 < n; p++) {
-                long nc = n - p * 32 < 32 ? n - p * 32 : 32;
-                for (long t = t0; t < t1; t += 8)
-                    panel_block512(xp + (t / 8 * k + c0) * 8, panels + p * k * 32, y + t * ldy + p * 32, ldy,
-                                   t1 - t < 8 ? t1 - t : 8, nc, c0, c1, acc, bias && c0 == 0 ? bias + p * 32 : NULL);
+        for (long p = 0; p * 32 < n; p++) {
+            long nc = n - p * 32 < 32 ? n - p * 32 : 32;
+            for (long c0 = 0; c0 < k; c0 += slice) {
+                long c1 = c0 + slice < k ? c0 + slice : k;
+                int acc = accumulate || c0 > 0;
+                long blocks = (t1 - t0 + 7) / 8, lines = (c1 - c0) * 2, share = (lines + blocks - 1) / blocks;
+                const char *next = (const char *)(panels + p * k * 32 + c1 * 32); // the next slice, or the next panel's first
+                if (c1 == k && (p + 1) * 32 >= n) lines = 0;                    // the last slice of the last panel
+                for (long t = t0, q = 0; t < t1; t += 8, q++) {
+                    long mine = lines - q * share < share ? lines - q * share : share;
+                    long mt = t1 - t < 8 ? t1 - t : 8;
+                    (mt > 4 ? panel_block512 : mt > 2 ? panel_block512_4 : mt > 1 ? panel_block512_2 : panel_block512_1)(xp + (t / 8 * k + c0) * 8, panels + p * k * 32, y + t * ldy + p * 32, ldy,
+                                   mt, nc, c0, c1, acc, bias && c0 == 0 ? bias + p * 32 : NULL,
+                                   next + q * share * 64, mine > 0 ? mine : 0);
+                }
             }
         }
     }

@@ -45,6 +45,33 @@ final class EmbedCommandTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(worst, 0.9999)
     }
 
+    /// --report-latency embeds each line alone: the rows still match sentence-transformers' in
+    /// order, and the summary carries the latency per text.
+    func testReportLatencyEmbedsEachLineAloneAndReportsPercentiles() throws {
+        let golden = try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("golden.json"))) as? [String: Any]
+        let sentences = try XCTUnwrap(golden?["sentences"] as? [String])
+        let (_, reference) = try NPY.readFloats(fixtures.appendingPathComponent("embeddings.npy"))
+        let picked = Array((sentences.count - 4)..<sentences.count)
+        let input = scratch.appendingPathComponent("questions.txt")
+        try Data((picked.map { sentences[$0] }.joined(separator: "\n") + "\n").utf8).write(to: input)
+        let output = scratch.appendingPathComponent("out.npy")
+        let r = try Binaries.run("c3po-index", ["embed", "--input", input.path, "--output", output.path, "--report-latency", "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("latency over 4 texts, each alone: p50"), r.stderr)
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let latency = try XCTUnwrap(summary["latency_ms"] as? [String: Double], r.stdout)
+        let (p50, p99) = (try XCTUnwrap(latency["p50"]), try XCTUnwrap(latency["p99"]))
+        XCTAssertGreaterThan(p50, 0)
+        XCTAssertLessThanOrEqual(p50, p99)
+        let (header, values) = try NPY.readFloats(output)
+        XCTAssertEqual(header.shape, [4, 384])
+        for (row, i) in picked.enumerated() {
+            var dot: Float = 0
+            for k in 0..<384 { dot += values[row * 384 + k] * reference[i * 384 + k] }
+            XCTAssertGreaterThanOrEqual(dot, 0.9999, "row \(row)")
+        }
+    }
+
     func testBinaryRejectsNonUTF8NamingTheLineAndKeepsOldOutput() throws {
         let input = scratch.appendingPathComponent("bad.txt")
         // Line 2 is valid (ÿ encoded in UTF-8); line 3 holds raw bytes 0xFF 0xFE.

@@ -132,6 +132,14 @@ void c3po_add_layer_norm(int path, float *x, const float *residual, long n, cons
 // Stegun 7.1.26 (absolute error below 1.5e-7), else erff.
 void c3po_gelu(int path, float *x, long n);
 
+// A parallel region on the kernels' worker pool (pool.c): fn(ctx, worker, item) for every item
+// in 0..<items, items handed out one at a time to `workers` threads (the caller is worker 0).
+// Returns 0 when done, or C3PO_POOL_BUSY without running anything when the pool is running
+// another region (another thread's, or the caller's own: a region inside a task).
+typedef void (*c3po_task_fn)(void *ctx, long worker, long item);
+#define C3PO_POOL_BUSY 1
+int c3po_parallel(long items, long workers, c3po_task_fn fn, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif
