@@ -213,9 +213,13 @@ public final class BertModel: @unchecked Sendable {
                 layer.qkvBias.withUnsafeBufferPointer { b in
                     MatMul.linear(xp, rows: total, weight: layer.qkvWeight, bias: b.baseAddress!, into: qp, threads: threads)
                 }
-                // Attention per sequence (its own tokens only: the padding mask), all heads.
+                // Attention per sequence (its own tokens only: the padding mask), all heads; the
+                // items are (sequence, group of heads), so that one sentence's heads split across
+                // the workers too.
                 let qIn = UnsafePointer(qp)
-                Parallel.forEach(sequences.count, threads: threads) { si in
+                let headGroups = sequences.count >= 2 * threads ? 1 : min(heads, 2 * threads), perGroup = (heads + headGroups - 1) / headGroups
+                Parallel.dynamicForEach(sequences.count * headGroups, workers: threads) { _, item in
+                    let si = item / headGroups, group = item % headGroups
                     let n = sequences[si].count
                     guard n > 0 else { return }
                     let base = qIn + starts[si] * 3 * h
@@ -225,7 +229,7 @@ public final class BertModel: @unchecked Sendable {
                     let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n + keyPanels + valuePanels) // [n, n]
                     defer { scores.deallocate() }
                     let kp = scores + n * n, vp = kp + keyPanels
-                    for head in 0..<heads {
+                    for head in (group * perGroup)..<min(heads, (group + 1) * perGroup) {
                         let q = base + head * d, k = base + h + head * d, v = base + 2 * h + head * d
                         // scores [n, n] = scale · Q [n, d] · Kᵀ [d, n]
                         MatMul.packPanels(k, ldw: 3 * h, outFeatures: n, inFeatures: d, into: kp)
