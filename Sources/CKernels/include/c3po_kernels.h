@@ -4,7 +4,8 @@
 //
 //   scalar      portable C, any CPU
 //   avx2        AVX2 + FMA + F16C, 8 lanes; bf16/f16 weights widened to f32 on load
-//   avx512      AVX-512 F/BW/VL/DQ, 16 lanes; bf16/f16 weights widened to f32 on load
+//   avx512      AVX-512 F/BW/VL/DQ, 16 lanes; bf16/f16 weights widened to f32 on load; f32
+//               weights from 12 tokens on with the tokens in the lanes (also on the amx path)
 //   avx512bf16  avx512 + AVX512_BF16: bf16 weights through vdpbf16ps
 //   amx         avx512bf16 + AMX-TILE/AMX-BF16: bf16 and f16 weights through tdpbf16ps tiles
 //
