@@ -31,11 +31,11 @@ static unsigned long start_generation[MAX_HELPERS + 1]; // the generation before
 static atomic_ulong generation;          // bumped once per region
 static atomic_int sleepers;              // helpers blocked on `wake`
 static atomic_long next_item;
-static atomic_int finished;              // helpers done with this region
+static atomic_int finished;              // helpers done with this region (every started helper acknowledges it)
 static c3po_task_fn job_fn;
 static void *job_ctx;
 static long job_items;
-static int job_helpers;                  // helpers taking part in this region (the first ones)
+static int job_workers;                  // workers taking items in this region: the caller and helpers 1..job_workers-1
 
 static void run_items(long worker) {
     long i;
@@ -58,10 +58,10 @@ static void *helper_main(void *arg) {
             break;
         }
         seen = g;
-        if (id <= job_helpers) {
-            run_items(id);
-            atomic_fetch_add_explicit(&finished, 1, memory_order_release);
-        }
+        // Every helper acknowledges every region, those beyond its worker count without taking
+        // items, so that the caller does not write the next region's job while one still reads this.
+        if (id < job_workers) run_items(id);
+        atomic_fetch_add_explicit(&finished, 1, memory_order_release);
     }
     return NULL;
 }
@@ -87,7 +87,7 @@ int c3po_parallel(long items, long workers, c3po_task_fn fn, void *ctx) {
         helpers++;
     }
     if (workers - 1 > helpers) workers = helpers + 1;
-    job_fn = fn; job_ctx = ctx; job_items = items; job_helpers = (int)(workers - 1);
+    job_fn = fn; job_ctx = ctx; job_items = items; job_workers = (int)workers;
     atomic_store_explicit(&next_item, 0, memory_order_relaxed);
     atomic_store_explicit(&finished, 0, memory_order_relaxed);
     // Publishes the job. Sequentially consistent with the sleepers count, so that a helper going
@@ -99,7 +99,7 @@ int c3po_parallel(long items, long workers, c3po_task_fn fn, void *ctx) {
         pthread_mutex_unlock(&sleep_lock);
     }
     run_items(0);
-    while (atomic_load_explicit(&finished, memory_order_acquire) < job_helpers) relax();
+    while (atomic_load_explicit(&finished, memory_order_acquire) < helpers) relax();
     pthread_mutex_unlock(&region_lock);
     return 0;
 }
