@@ -21,7 +21,10 @@ public enum ExactScan {
         let blocks = (count + blockRows - 1) / blockRows, groups = (n + queryGroup - 1) / queryGroup
         let workers = max(1, min(threads, blocks * groups))
         // tops[w][q]: worker w's best kk of query q, best first.
-        var tops = [[[Hit]]](repeating: [[Hit]](repeating: [], count: n), count: workers)
+        // Each worker's list is its own buffer from the start: a repeated value would share one
+        // until the first write, and workers writing their copies at once race on that buffer's
+        // uniqueness check (ThreadSanitizer reports it).
+        var tops = (0..<workers).map { _ in [[Hit]](repeating: [], count: n) }
         let scratch = ScratchPool(workers: workers)
         queries.withUnsafeBufferPointer { qb in
             rows.withUnsafeBytes { rb in
