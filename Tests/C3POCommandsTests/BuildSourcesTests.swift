@@ -30,7 +30,7 @@ final class BuildSourcesTests: PIQAWorkspaceCase {
             obj["id"] = "\(obj["id"] ?? "")-copy"
             return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
         }
-        try ((lines.map(String.init) + copies).joined(separator: "\n") + "\n").write(toFile: path("dup.jsonl"), atomically: false, encoding: .utf8)
+        try ((lines.map(String.init) + copies).joined(separator: "\n") + "\n").write(toFile: path("dup.jsonl"), atomically: true, encoding: .utf8)
         try build(["--model", Self.model, "--benchmark", path("dup.jsonl"), "--out", path("plain")])
         try build(["--model", Self.model, "--benchmark", path("dup.jsonl"), "--out", path("dedup"), "--dedup", "0.95"])
 

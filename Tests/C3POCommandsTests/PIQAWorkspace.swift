@@ -23,8 +23,8 @@ enum PIQAWorkspace {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let lines = try String(contentsOf: root.appendingPathComponent("Datasets/piqa_validation.jsonl"), encoding: .utf8)
             .split(separator: "\n").filter(keep)
-        try (lines[bench].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("bench.jsonl"), atomically: false, encoding: .utf8)
-        try (lines[test].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("test.jsonl"), atomically: false, encoding: .utf8)
+        try (lines[bench].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("bench.jsonl"), atomically: true, encoding: .utf8)
+        try (lines[test].joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("test.jsonl"), atomically: true, encoding: .utf8)
         if let indexModel {
             let b = try Binaries.run("c3po-index", ["build", "--model", indexModel, "--benchmark", dir.appendingPathComponent("bench.jsonl").path,
                                                     "--out", dir.appendingPathComponent("idx").path, "--quiet"])

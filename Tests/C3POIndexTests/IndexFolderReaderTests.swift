@@ -18,7 +18,7 @@ final class IndexFolderReaderTests: XCTestCase {
 
     func testWellFormedRecordsAreRead() throws {
         let url = dir.appendingPathComponent("records.jsonl")
-        try (try record(0) + record(1) + record(2, task: "piqa")).write(to: url, atomically: false, encoding: .utf8)
+        try (try record(0) + record(1) + record(2, task: "piqa")).write(to: url, atomically: true, encoding: .utf8)
         let records = try IndexFolder.readRecords(url, count: 3, tasks: ["sciq": 2, "piqa": 1])
         XCTAssertEqual(records.map(\.id), ["sciq_0", "sciq_1", "piqa_2"])
         XCTAssertThrowsError(try IndexFolder.readRecords(url, count: 3, tasks: ["sciq": 3])) {
@@ -30,7 +30,7 @@ final class IndexFolderReaderTests: XCTestCase {
     func testARecordLongerThanTheCapIsRefusedByLine() throws {
         let url = dir.appendingPathComponent("records.jsonl")
         let long = String(repeating: "x", count: IndexFolder.maxRecordBytes)
-        try (try record(0) + record(1, prompt: long)).write(to: url, atomically: false, encoding: .utf8)
+        try (try record(0) + record(1, prompt: long)).write(to: url, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try IndexFolder.readRecords(url, count: 2)) {
             let m = "\($0)"
             XCTAssertTrue(m.contains("records.jsonl:2: ") && m.hasSuffix("bytes, longer than the limit of \(IndexFolder.maxRecordBytes) bytes a line"), m)

@@ -330,14 +330,14 @@ final class ReferenceIndexTests: XCTestCase {
         try dropChecksums(out)
         let records = out.appendingPathComponent("records.jsonl")
         let lines = try String(contentsOf: records, encoding: .utf8).split(separator: "\n")
-        try (lines.dropLast().joined(separator: "\n") + "\n").write(to: records, atomically: false, encoding: .utf8)
+        try (lines.dropLast().joined(separator: "\n") + "\n").write(to: records, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try ReferenceIndex(directory: out)) {
             XCTAssertTrue("\($0)".contains("records.jsonl") && "\($0)".contains("3 records, manifest 'count' is 4"), "\($0)")
         }
         let out2 = try buildStandard(at: dir.appendingPathComponent("v2"))
         let m = out2.appendingPathComponent("manifest.json")
         let text = try String(contentsOf: m, encoding: .utf8).replacingOccurrences(of: "\"format_version\" : 1", with: "\"format_version\" : 2")
-        try text.write(to: m, atomically: false, encoding: .utf8)
+        try text.write(to: m, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try ReferenceIndex(directory: out2)) { XCTAssertTrue("\($0)".contains("'format_version' is 2"), "\($0)") }
         let out3 = try buildStandard(at: dir.appendingPathComponent("nopath"))
         try FileManager.default.removeItem(at: out3.appendingPathComponent("pathways.npy"))
