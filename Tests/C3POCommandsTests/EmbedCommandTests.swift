@@ -19,15 +19,33 @@ final class EmbedCommandTests: XCTestCase {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/embedder")
     }
 
-    /// The binary embeds real questions in input order, matching sentence-transformers' rows.
-    func testBinaryEmbedsLinesInOrder() throws {
+    /// A file of the golden sentences chosen by `pick` (given their count), one per line, and
+    /// sentence-transformers' rows for all of them.
+    private func goldenInput(_ pick: (Int) -> [Int]) throws -> (picked: [Int], reference: [Float], input: URL) {
         let golden = try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("golden.json"))) as? [String: Any]
         let sentences = try XCTUnwrap(golden?["sentences"] as? [String])
         let (_, reference) = try NPY.readFloats(fixtures.appendingPathComponent("embeddings.npy"))
-        // The last 6 sentences are dataset questions (single-line); reversed to test ordering.
-        let picked = Array((sentences.count - 6)..<sentences.count).reversed()
+        let picked = pick(sentences.count)
         let input = scratch.appendingPathComponent("questions.txt")
         try Data((picked.map { sentences[$0] }.joined(separator: "\n") + "\n").utf8).write(to: input)
+        return (picked, reference, input)
+    }
+
+    /// The lowest cosine between row r of `values` and reference row picked[r] (both normalised).
+    private func lowestCosine(_ values: [Float], _ reference: [Float], _ picked: [Int]) -> Float {
+        var worst: Float = 1
+        for (row, i) in picked.enumerated() {
+            var dot: Float = 0
+            for k in 0..<384 { dot += values[row * 384 + k] * reference[i * 384 + k] }
+            worst = min(worst, dot)
+        }
+        return worst
+    }
+
+    /// The binary embeds real questions in input order, matching sentence-transformers' rows.
+    func testBinaryEmbedsLinesInOrder() throws {
+        // The last 6 sentences are dataset questions (single-line); reversed to test ordering.
+        let (picked, reference, input) = try goldenInput { Array(($0 - 6)..<$0).reversed() }
         let output = scratch.appendingPathComponent("out.npy")
         let r = try Binaries.run("c3po-index", ["embed", "--input", input.path, "--output", output.path, "--batch-size", "4", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -35,12 +53,7 @@ final class EmbedCommandTests: XCTestCase {
         let (header, values) = try NPY.readFloats(output)
         XCTAssertEqual(header.dtype, .float32)
         XCTAssertEqual(header.shape, [6, 384])
-        var worst: Float = 1
-        for (row, i) in picked.enumerated() {
-            var dot: Float = 0
-            for k in 0..<384 { dot += values[row * 384 + k] * reference[i * 384 + k] }
-            worst = min(worst, dot)
-        }
+        let worst = lowestCosine(values, reference, picked)
         print("embed binary: lowest cosine with sentence-transformers \(worst)")
         XCTAssertGreaterThanOrEqual(worst, 0.9999)
     }
@@ -48,12 +61,7 @@ final class EmbedCommandTests: XCTestCase {
     /// --report-latency embeds each line alone: the rows still match sentence-transformers' in
     /// order, and the summary carries the latency per text.
     func testReportLatencyEmbedsEachLineAloneAndReportsPercentiles() throws {
-        let golden = try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("golden.json"))) as? [String: Any]
-        let sentences = try XCTUnwrap(golden?["sentences"] as? [String])
-        let (_, reference) = try NPY.readFloats(fixtures.appendingPathComponent("embeddings.npy"))
-        let picked = Array((sentences.count - 4)..<sentences.count)
-        let input = scratch.appendingPathComponent("questions.txt")
-        try Data((picked.map { sentences[$0] }.joined(separator: "\n") + "\n").utf8).write(to: input)
+        let (picked, reference, input) = try goldenInput { Array(($0 - 4)..<$0) }
         let output = scratch.appendingPathComponent("out.npy")
         let r = try Binaries.run("c3po-index", ["embed", "--input", input.path, "--output", output.path, "--report-latency", "--json", "--quiet"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -65,11 +73,7 @@ final class EmbedCommandTests: XCTestCase {
         XCTAssertLessThanOrEqual(p50, p99)
         let (header, values) = try NPY.readFloats(output)
         XCTAssertEqual(header.shape, [4, 384])
-        for (row, i) in picked.enumerated() {
-            var dot: Float = 0
-            for k in 0..<384 { dot += values[row * 384 + k] * reference[i * 384 + k] }
-            XCTAssertGreaterThanOrEqual(dot, 0.9999, "row \(row)")
-        }
+        XCTAssertGreaterThanOrEqual(lowestCosine(values, reference, picked), 0.9999)
     }
 
     func testBinaryRejectsNonUTF8NamingTheLineAndKeepsOldOutput() throws {
