@@ -35,6 +35,20 @@ extension ShardSpec {
 
 /// Paths checked before the loaders see them, so that a missing folder is reported as
 /// the folder the user named, not as the first file a loader looks for inside it.
+/// p50 / p99 / mean of per-item latencies in milliseconds (nearest-rank percentiles; 0 when there
+/// are none), as `query --report-latency` and `embed --report-latency` print them.
+struct LatencySummary {
+    let p50: Double, p99: Double, mean: Double
+
+    init(milliseconds: [Double]) {
+        let times = milliseconds.sorted()
+        func rank(_ p: Double) -> Double { times.isEmpty ? 0 : times[min(times.count - 1, max(0, Int((p * Double(times.count)).rounded(.up)) - 1))] }
+        p50 = rank(0.5)
+        p99 = rank(0.99)
+        mean = times.reduce(0, +) / Double(max(times.count, 1))
+    }
+}
+
 enum InputPaths {
     /// `path` must be an existing folder; `what` names it ("index folder"), `hint` says how to get one.
     static func folder(_ path: String, _ what: String, hint: String? = nil) throws -> URL {

@@ -94,7 +94,7 @@ public struct EmbedCommand: ParsableCommand {
         let start = Date()
         let progress = ProgressReporter("embedded", total: texts.count, enabled: !quiet)
         var vectors: [Float]
-        var latency: (p50: Double, p99: Double, mean: Double)?
+        var latency: LatencySummary?
         if reportLatency {
             // Each text alone, as a tool that embeds one question at a time sees it.
             var times: [Double] = []
@@ -106,11 +106,10 @@ public struct EmbedCommand: ParsableCommand {
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
                 progress.update(i + 1)
             }
-            times.sort()
-            func pct(_ p: Double) -> Double { times[min(times.count - 1, max(0, Int((p * Double(times.count)).rounded(.up)) - 1))] }
-            latency = (pct(0.5), pct(0.99), times.reduce(0, +) / Double(times.count))
+            let summary = LatencySummary(milliseconds: times)
+            latency = summary
             StandardError.write(String(format: "latency over %d texts, each alone: p50 %.3f ms, p99 %.3f ms, mean %.3f ms\n",
-                                       times.count, latency!.p50, latency!.p99, latency!.mean))
+                                       times.count, summary.p50, summary.p99, summary.mean))
         } else {
             vectors = try model.embed(texts, batchSize: embedderOptions.batchSize, progress: progress)
         }

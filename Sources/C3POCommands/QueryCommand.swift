@@ -110,10 +110,9 @@ public struct QueryCommand: ParsableCommand {
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
                 results.append(r[0])
             }
-            times.sort()
-            func pct(_ p: Double) -> Double { times.isEmpty ? 0 : times[min(times.count - 1, Int((p * Double(times.count)).rounded(.up)) - 1)] }
+            let latency = LatencySummary(milliseconds: times)
             StandardError.write(String(format: "latency over %d queries (k=%d): p50 %.4f ms, p99 %.4f ms, mean %.4f ms\n",
-                                       n, k, pct(0.5), pct(0.99), times.reduce(0, +) / Double(max(n, 1))))
+                                       n, k, latency.p50, latency.p99, latency.mean))
         } else {
             results = try idx.search(matrix, k: k, maxSimilarity: maxSimilarity)
         }

@@ -94,7 +94,8 @@ const char *c3po_path_name(int path) {
 }
 
 // Per-thread scratch: a few slots, each grown to the largest request seen (0-3 the products'
-// packed operands, 4 the transposed product's staged rows).
+// packed operands, 4 the transposed product's staged rows, 5 the f32 tokens-in-lanes product's
+// partial sums).
 #define SCRATCH_SLOTS 6
 static __thread void *scratch_ptr[SCRATCH_SLOTS];
 static __thread size_t scratch_size[SCRATCH_SLOTS];
